@@ -1,0 +1,34 @@
+"""The REST API: accepts tasks, stores them in Redis, publishes them to RabbitMQ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask.json.provider import JSONProvider
+
+from backend import errors, tasks
+from backend.services import Services
+from colsum import jsoncodec, logs
+from colsum.settings import Settings
+
+
+class ExactJSONProvider(JSONProvider):
+    """Serve sums as the exact decimal numbers the executor wrote, not as floats."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return jsoncodec.dumps(obj)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return jsoncodec.loads(s)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logs.configure(settings)
+    app = Flask(__name__)
+    app.json = ExactJSONProvider(app)
+    app.extensions["colsum"] = Services.from_settings(settings)
+    app.register_blueprint(tasks.blueprint)
+    errors.register(app)
+    return app

@@ -1,0 +1,37 @@
+"""`python -m backend`: serve the API with gunicorn on $HOST:$PORT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from backend import create_app
+from colsum.settings import Settings
+
+
+class Server(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
+        self.cfg.set("workers", self.settings.web_workers)
+        # Sync workers: each handles one request at a time, so each owns its pika
+        # connection without sharing it between threads (pika's BlockingConnection is
+        # not thread-safe).
+        self.cfg.set("worker_class", "sync")
+        self.cfg.set("accesslog", "-")
+        self.cfg.set("loglevel", self.settings.log_level.lower())
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+
+def main() -> None:
+    Server(Settings.from_env()).run()
+
+
+if __name__ == "__main__":
+    main()

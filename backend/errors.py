@@ -1,0 +1,63 @@
+"""Every error leaves the API as `{"error": "..."}` with a status a client can act on."""
+
+from __future__ import annotations
+
+import logging
+
+import pydantic
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from colsum.errors import BrokerUnavailable, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return {"error": error.description}, error.code
+
+    @app.errorhandler(pydantic.ValidationError)
+    def invalid_task(error: pydantic.ValidationError):
+        return {"error": describe(error)}, 400
+
+    @app.errorhandler(BrokerUnavailable)
+    @app.errorhandler(StoreUnavailable)
+    def unavailable(error: Exception):
+        log.warning("answering 503: %s", error)
+        message = "the task queue is unavailable; try again shortly"
+        if isinstance(error, StoreUnavailable):
+            message = "the task store is unavailable; try again shortly"
+        return {"error": message}, 503, {"Retry-After": RETRY_AFTER_SECONDS}
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception):
+        log.exception("unhandled error")
+        return {"error": "internal server error"}, 500
+
+
+def describe(error: pydantic.ValidationError) -> str:
+    """One sentence per problem, naming the field as the client sent it."""
+    problems = []
+    for problem in error.errors():
+        # ('source', 'local', 'path') -> 'path': the nesting is ours, not the client's.
+        names = [str(part) for part in problem["loc"] if part not in ("source", "local", "s3")]
+        name = names[-1] if names else None
+        kind = problem["type"]
+        if kind == "model_type":
+            problems.append("the body must be a JSON object")
+        elif kind == "union_tag_not_found":
+            problems.append("'storage' is required: 'local' or 's3'")
+        elif kind == "union_tag_invalid":
+            problems.append("'storage' must be 'local' or 's3'")
+        elif kind == "missing":
+            problems.append(f"'{name}' is required")
+        elif kind == "extra_forbidden":
+            problems.append(f"unknown field '{name}'")
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            problems.append(f"'{name}' {message[0].lower()}{message[1:]}")
+    return "; ".join(problems)

@@ -1,0 +1,131 @@
+"""RabbitMQ: the topology both services declare, and the backend's confirmed publisher.
+
+pika's exceptions stop here: callers see BrokerUnavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from colsum import jsoncodec
+from colsum.errors import BrokerUnavailable
+from colsum.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROUTING_KEY = "task"
+
+# Everything pika raises when the connection or channel is gone or cannot be opened.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A durable direct exchange routing every task to one durable shared queue."""
+
+    exchange: str
+    queue: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(exchange=settings.amqp_exchange, queue=settings.amqp_queue)
+
+    def declare(self, channel: BlockingChannel) -> None:
+        """Idempotent: both services call it, whichever starts first creates the objects."""
+        channel.exchange_declare(self.exchange, exchange_type="direct", durable=True)
+        # A quorum queue is replicated and durable: RabbitMQ's recommended queue for work
+        # that must not be lost.
+        channel.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(self.queue, self.exchange, routing_key=ROUTING_KEY)
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5
+    parameters.blocked_connection_timeout = 30
+    parameters.client_properties = {"connection_name": "colsum"}
+    return pika.BlockingConnection(parameters)
+
+
+def encode(task_id: str) -> bytes:
+    return jsoncodec.dumps({"id": task_id}).encode()
+
+
+def decode(body: bytes) -> str:
+    """The task id in a message; ValueError if the message is not one of ours."""
+    try:
+        message = jsoncodec.loads(body)
+        task_id = message["id"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"not a Colsum task message: {body[:100]!r}") from error
+    if not isinstance(task_id, str):
+        raise ValueError(f"not a Colsum task message: {body[:100]!r}")
+    return task_id
+
+
+class Publisher:
+    """One confirmed-publish channel per process, opened on first use.
+
+    gunicorn's sync workers leave the connection idle between requests, so the broker may
+    have dropped it for missed heartbeats; a publish that finds it gone reconnects and
+    tries once more before giving up.
+    """
+
+    def __init__(self, url: str, topology: Topology) -> None:
+        self.url = url
+        self.topology = topology
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    def publish(self, task_id: str) -> None:
+        """Return once RabbitMQ has confirmed the message is queued; else BrokerUnavailable."""
+        for attempt in (1, 2):
+            try:
+                self._open_channel().basic_publish(
+                    exchange=self.topology.exchange,
+                    routing_key=ROUTING_KEY,
+                    body=encode(task_id),
+                    properties=pika.BasicProperties(
+                        delivery_mode=pika.DeliveryMode.Persistent,
+                        content_type="application/json",
+                        message_id=task_id,
+                    ),
+                    mandatory=True,
+                )
+                return
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+                raise BrokerUnavailable(f"RabbitMQ did not accept the task: {error!r}") from error
+            except CONNECTION_ERRORS as error:
+                self.close()
+                if attempt == 2:
+                    raise BrokerUnavailable(f"RabbitMQ is unavailable: {error!r}") from error
+                log.info("publisher connection lost (%r); reconnecting", error)
+
+    def _open_channel(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            self._connection = connect(self.url)
+            channel = self._connection.channel()
+            channel.confirm_delivery()
+            self.topology.declare(channel)
+            self._channel = channel
+        return self._channel
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                connection.close()

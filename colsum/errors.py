@@ -1,0 +1,28 @@
+"""One small exception tree; library errors are translated into it where they are raised."""
+
+
+class ColsumError(Exception):
+    """Root of every error Colsum raises on purpose."""
+
+
+class TransientError(ColsumError):
+    """Might heal by itself (a dropped connection, a timeout): worth retrying."""
+
+
+class PermanentError(ColsumError):
+    """Will fail the same way every time (missing file, bad CSV): fail the task at once.
+
+    The message is shown to the user as the task's `error`, so it must say what to fix.
+    """
+
+
+class InvalidCSV(PermanentError):
+    """The file is not a CSV Colsum can sum; the message names the line (and column)."""
+
+
+class BrokerUnavailable(ColsumError):
+    """RabbitMQ did not take the message (down, unreachable, or it did not confirm)."""
+
+
+class StoreUnavailable(ColsumError):
+    """Redis could not be reached."""

@@ -1,0 +1,74 @@
+"""The one place where a Colsum process reads its environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one process; every field has a default that works on a laptop."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    data_dir: Path = Path("data")
+    aws_url: str | None = None
+    aws_id: str | None = None
+    aws_secret: str | None = None
+    aws_region: str = "us-east-1"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_workers: int = 4
+    # Namespaces, so that several deployments (or a test run) can share one Redis and one broker.
+    redis_prefix: str = "colsum:"
+    amqp_exchange: str = "colsum"
+    amqp_queue: str = "colsum.tasks"
+    # How hard an executor tries before a transient storage error fails the task.
+    storage_attempts: int = 5
+    storage_max_wait: float = 10.0
+    # How long an executor lets the task in hand finish after SIGTERM before requeueing it.
+    stop_grace: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def text(name: str, default: str) -> str:
+            return env.get(name) or default
+
+        def optional(name: str) -> str | None:
+            return env.get(name) or None
+
+        def number(name: str, default: float, kind: type = float):
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+        return cls(
+            redis_url=text("REDIS_URL", defaults.redis_url),
+            amqp_url=text("AMQP_URL", defaults.amqp_url),
+            data_dir=Path(text("DATA_DIR", str(defaults.data_dir))),
+            aws_url=optional("AWS_URL"),
+            aws_id=optional("AWS_ID"),
+            aws_secret=optional("AWS_SECRET"),
+            aws_region=text("AWS_REGION", defaults.aws_region),
+            host=text("HOST", defaults.host),
+            port=number("PORT", defaults.port, int),
+            web_workers=number("WEB_CONCURRENCY", defaults.web_workers, int),
+            redis_prefix=text("REDIS_PREFIX", defaults.redis_prefix),
+            amqp_exchange=text("AMQP_EXCHANGE", defaults.amqp_exchange),
+            amqp_queue=text("AMQP_QUEUE", defaults.amqp_queue),
+            storage_attempts=number("STORAGE_ATTEMPTS", defaults.storage_attempts, int),
+            storage_max_wait=number("STORAGE_MAX_WAIT", defaults.storage_max_wait),
+            stop_grace=number("STOP_GRACE", defaults.stop_grace),
+            log_level=text("LOG_LEVEL", defaults.log_level).upper(),
+        )

@@ -1,0 +1,154 @@
+"""The task store in Redis: one hash per task, and two sets that make the active count O(1).
+
+Every status change is one Lua script, so a record's status and its membership in the
+`queued`/`running` sets can never disagree, and a change that comes twice (a redelivered
+message) is a no-op the second time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+
+from colsum import jsoncodec
+from colsum.errors import StoreUnavailable
+from colsum.task import Task, TaskStatus, now
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key Colsum uses, under one prefix."""
+
+    prefix: str
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    @property
+    def queued(self) -> str:
+        return f"{self.prefix}queued"
+
+    @property
+    def running(self) -> str:
+        return f"{self.prefix}running"
+
+
+# KEYS: task, queued set, running set. ARGV: id, started_at.
+# Returns the record when the caller now holds the task, else its status (or nil if unknown).
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return nil end
+if status ~= 'queued' and status ~= 'running' then return status end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: task, queued set, running set. ARGV: id, status, finished_at, field, value.
+# Returns 1 if the task was active and is now finished, 0 if it had finished already.
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], ARGV[4], ARGV[5])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn redis-py's connection errors into StoreUnavailable at the boundary."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(f"Redis is unavailable: {error}") from error
+
+    return wrapper
+
+
+def connect(url: str) -> redis.Redis:
+    """A client whose pool opens connections lazily, so it is safe to create before a fork."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+
+
+class TaskStore:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+
+    @_translated
+    def ping(self) -> None:
+        self.redis.ping()
+
+    @_translated
+    def create(self, task: Task) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.task(task.id), mapping=task.to_redis())
+            pipe.sadd(self.keys.queued, task.id)
+            pipe.execute()
+
+    @_translated
+    def discard(self, task_id: str) -> None:
+        """Remove a task that was never published, so it cannot sit `queued` forever."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.task(task_id))
+            pipe.srem(self.keys.queued, task_id)
+            pipe.execute()
+
+    @_translated
+    def get(self, task_id: str) -> Task | None:
+        record = self.redis.hgetall(self.keys.task(task_id))
+        return Task.from_redis(record) if record else None
+
+    @_translated
+    def claim(self, task_id: str) -> Task | None:
+        """Mark a task running and return it; None if it is unknown or finished already.
+
+        A `running` task can be claimed again: its message was redelivered because the
+        executor that held it died, and the new one takes over.
+        """
+        reply = self._claim(keys=self._task_keys(task_id), args=[task_id, now()])
+        if not isinstance(reply, list):
+            return None
+        return Task.from_redis(dict(zip(reply[::2], reply[1::2], strict=True)))
+
+    def complete(self, task_id: str, result: dict[str, Any]) -> bool:
+        return self._finish_as(task_id, TaskStatus.DONE, "result", jsoncodec.dumps(result))
+
+    def fail(self, task_id: str, error: str) -> bool:
+        return self._finish_as(task_id, TaskStatus.FAILED, "error", error)
+
+    @_translated
+    def _finish_as(self, task_id: str, status: TaskStatus, name: str, value: str) -> bool:
+        args = [task_id, status.value, now(), name, value]
+        return self._finish(keys=self._task_keys(task_id), args=args) == 1
+
+    @_translated
+    def counts(self) -> dict[str, int]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(self.keys.queued)
+            pipe.scard(self.keys.running)
+            queued, running = pipe.execute()
+        return {"active": queued + running, "queued": queued, "running": running}
+
+    def _task_keys(self, task_id: str) -> list[str]:
+        return [self.keys.task(task_id), self.keys.queued, self.keys.running]

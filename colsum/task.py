@@ -1,0 +1,167 @@
+"""What a task is: its status, where its CSV lives, and its record as clients see it."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator
+
+from colsum import jsoncodec
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.DONE, TaskStatus.FAILED)
+
+
+class _Source(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LocalSource(_Source):
+    """A file below the executors' DATA_DIR, named relative to it."""
+
+    storage: Literal["local"] = "local"
+    path: Annotated[str, Field(min_length=1, max_length=1024)]
+
+    @field_validator("path")
+    @classmethod
+    def _stays_inside_data_dir(cls, path: str) -> str:
+        if "\x00" in path:
+            raise ValueError("must not contain NUL characters")
+        if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
+            raise ValueError("must be relative to DATA_DIR, not absolute")
+        normal = posixpath.normpath(path)
+        if normal == ".." or normal.startswith("../"):
+            raise ValueError("must stay inside DATA_DIR ('..' leads out of it)")
+        if normal == ".":
+            raise ValueError("must name a file, not DATA_DIR itself")
+        return normal
+
+    def describe(self) -> str:
+        return self.path
+
+
+class S3Source(_Source):
+    """An object in the S3 (or S3-compatible) store the executors are configured for."""
+
+    storage: Literal["s3"] = "s3"
+    bucket: str
+    key: Annotated[str, Field(min_length=1, max_length=1024)]
+
+    @field_validator("bucket")
+    @classmethod
+    def _is_a_bucket_name(cls, bucket: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+            raise ValueError(
+                "must be an S3 bucket name: 3 to 63 lowercase letters, digits, dots and "
+                "hyphens, beginning and ending with a letter or digit"
+            )
+        return bucket
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+Source = Annotated[LocalSource | S3Source, Field(discriminator="storage")]
+_source_adapter: TypeAdapter[LocalSource | S3Source] = TypeAdapter(Source)
+
+
+class TaskRequest(BaseModel):
+    """The body of `POST /tasks`: a source's fields plus the optional `header` flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Source
+    header: StrictBool | None = None
+
+    @classmethod
+    def from_body(cls, body: Any) -> TaskRequest:
+        """Validate a request body; raises pydantic.ValidationError naming the bad fields."""
+        if not isinstance(body, dict):
+            return cls.model_validate(body)  # raises: the body must be an object
+        fields = dict(body)
+        header = fields.pop("header", None)
+        return cls.model_validate({"source": fields, "header": header})
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task's record, as stored in Redis and as the API shows it."""
+
+    source: LocalSource | S3Source
+    header: bool | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: TaskStatus = TaskStatus.QUEUED
+    created_at: str = field(default_factory=now)
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_request(cls, request: TaskRequest) -> Task:
+        return cls(source=request.source, header=request.header)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "source": self.source.model_dump(),
+            "header": self.header,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result,
+            "error": self.error,
+        }
+
+    def to_redis(self) -> dict[str, str]:
+        """A flat hash, so that status changes can update single fields atomically."""
+        record = {
+            "id": self.id,
+            "status": self.status.value,
+            "source": self.source.model_dump_json(),
+            "header": jsoncodec.dumps(self.header),
+            "created_at": self.created_at,
+        }
+        for name in ("started_at", "finished_at", "error"):
+            if (value := getattr(self, name)) is not None:
+                record[name] = value
+        if self.result is not None:
+            record["result"] = jsoncodec.dumps(self.result)
+        return record
+
+    @classmethod
+    def from_redis(cls, record: dict[str, str]) -> Task:
+        result = record.get("result")
+        return cls(
+            id=record["id"],
+            status=TaskStatus(record["status"]),
+            source=_source_adapter.validate_json(record["source"]),
+            header=jsoncodec.loads(record.get("header", "null")),
+            created_at=record["created_at"],
+            started_at=record.get("started_at"),
+            finished_at=record.get("finished_at"),
+            result=jsoncodec.loads(result) if result is not None else None,
+            error=record.get("error"),
+        )
+
+    def evolve(self, **changes: Any) -> Task:
+        return replace(self, **changes)

@@ -1,0 +1,207 @@
+"""The executor's life: connect, consume, process, write the result, ack; stop on SIGTERM.
+
+Stopping follows rq: the first SIGTERM (or Ctrl-C) is a warm stop - take no new task and
+finish the one in hand within `stop_grace` seconds; the second is a cold stop. Either way a
+task that is not finished in time goes back to the queue for another executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import pika
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from colsum import broker
+from colsum.broker import Topology
+from colsum.errors import PermanentError, StoreUnavailable, TransientError
+from colsum.settings import Settings
+from colsum.store import TaskStore
+from colsum.task import Task
+from executor import summing
+from executor.storage import Storage
+
+log = logging.getLogger(__name__)
+
+MAX_RECONNECT_DELAY = 10.0
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: TaskStore, storages: dict[str, Storage]) -> None:
+        self.settings = settings
+        self.store = store
+        self.storages = storages
+        self.topology = Topology.from_settings(settings)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop_deadline: float | None = None
+        self._in_hand: Future[None] | None = None
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until stopped, reconnecting with backoff whenever RabbitMQ goes away."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._request_stop)
+        log.info("executor %s consuming %r", self.name, self.topology.queue)
+        failures = 0
+        while not self.stopping:
+            try:
+                self._consume()
+                failures = 0
+            except broker.CONNECTION_ERRORS as error:
+                failures += 1
+                delay = min(MAX_RECONNECT_DELAY, 0.5 * 2**failures)
+                log.warning("RabbitMQ connection lost (%r); reconnecting in %.1fs", error, delay)
+                self._wait_for_task_in_hand()
+                self._sleep(delay)
+        log.info("executor %s stopped", self.name)
+
+    def _consume(self) -> None:
+        connection = broker.connect(self.settings.amqp_url)
+        try:
+            channel = connection.channel()
+            self.topology.declare(channel)
+            channel.basic_qos(prefetch_count=1)
+            # inactivity_timeout wakes the loop every second so it notices a stop request.
+            for method, _properties, body in channel.consume(
+                self.topology.queue, inactivity_timeout=1
+            ):
+                if self.stopping:
+                    if method is not None:
+                        channel.basic_nack(method.delivery_tag, requeue=True)
+                    break
+                if method is None:
+                    continue
+                if self._handle(connection, body):
+                    channel.basic_ack(method.delivery_tag)
+                else:
+                    channel.basic_nack(method.delivery_tag, requeue=True)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _handle(self, connection: pika.BlockingConnection, body: bytes) -> bool:
+        """Process one message; True to ack it, False to give it back to the queue."""
+        try:
+            task_id = broker.decode(body)
+        except ValueError as error:
+            log.error("dropping a message: %s", error)
+            return True
+        self._in_hand = self._start_thread(connection, task_id)
+        # The task runs on its own thread so that this one keeps answering RabbitMQ's
+        # heartbeats: a pika callback that blocks for a long file loses the connection.
+        while not self._in_hand.done():
+            connection.process_data_events(time_limit=1)
+            if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                log.warning("task %s not finished within the stop grace; requeueing", task_id)
+                return False
+        try:
+            self._in_hand.result()
+        except StoreUnavailable as error:
+            log.error("task %s: cannot record its outcome (%s); requeueing", task_id, error)
+            self._sleep(1)
+            return False
+        return True
+
+    def _start_thread(self, connection: pika.BlockingConnection, task_id: str) -> Future[None]:
+        future: Future[None] = Future()
+
+        def work() -> None:
+            try:
+                self.process(task_id)
+                future.set_result(None)
+            except BaseException as error:
+                future.set_exception(error)
+            finally:
+                # Wakes process_data_events at once instead of at its next time limit.
+                connection.add_callback_threadsafe(lambda: None)
+
+        # A daemon thread: on a cold stop the process exits without waiting for it; the
+        # task's message has been requeued by then.
+        threading.Thread(target=work, name=f"task-{task_id}", daemon=True).start()
+        return future
+
+    # -- one task -------------------------------------------------------------------------
+
+    def process(self, task_id: str) -> None:
+        """Run one task to done or failed; only an unreachable Redis escapes from here."""
+        task = self.store.claim(task_id)
+        if task is None:
+            log.info("task %s is finished or unknown; nothing to do", task_id)
+            return
+        log.info("task %s: summing %s", task_id, task.source.describe())
+        started = time.monotonic()
+        try:
+            result = self._sum_with_retries(task)
+        except PermanentError as error:
+            self._fail(task, str(error))
+        except TransientError as error:
+            attempts = self.settings.storage_attempts
+            self._fail(task, f"storage kept failing after {attempts} attempts: {error}")
+        except Exception as error:
+            log.exception("task %s: unexpected error", task_id)
+            self._fail(task, f"internal error: {error!r}")
+        else:
+            self.store.complete(task.id, result)
+            log.info(
+                "task %s: done, %d rows in %.2fs",
+                task_id,
+                result["rows"],
+                time.monotonic() - started,
+            )
+
+    def _sum_with_retries(self, task: Task) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.settings.storage_attempts),
+            wait=wait_exponential_jitter(initial=0.5, max=self.settings.storage_max_wait),
+            before_sleep=lambda state: log.warning(
+                "task %s: attempt %d failed (%s); retrying",
+                task.id,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        return retrying(self._sum, task)
+
+    def _sum(self, task: Task) -> dict[str, Any]:
+        with self.storages[task.source.storage].open(task.source) as stream:
+            return summing.sum_columns(stream, task.header).to_result()
+
+    def _fail(self, task: Task, error: str) -> None:
+        log.info("task %s: failed: %s", task.id, error)
+        self.store.fail(task.id, error)
+
+    # -- stopping -------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_deadline is not None
+
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        if self._stop_deadline is None:
+            log.info("%s: finishing the task in hand, then stopping", signal.Signals(signum).name)
+            self._stop_deadline = time.monotonic() + self.settings.stop_grace
+        else:
+            log.info("%s again: requeueing the task in hand now", signal.Signals(signum).name)
+            self._stop_deadline = time.monotonic()
+
+    def _wait_for_task_in_hand(self) -> None:
+        """After a lost connection, let the running task finish before taking another."""
+        while self._in_hand is not None and not self._in_hand.done():
+            if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                return
+            self._sleep(0.2)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, seconds))
