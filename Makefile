@@ -1,0 +1,38 @@
+# Colsum's tooling. `make run` and `make test` work on a fresh machine.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXECUTORS ?= 2
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run test test-fast lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { \
+	  echo "python3 -m venv failed: install it with 'sudo apt-get install python3-venv'"; exit 1; }
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: install
+	@mkdir -p data && cp -n sample.csv data/ 2>/dev/null || true
+	$(BIN)/python scripts/services.py -- $(BIN)/honcho start -c executor=$(EXECUTORS)
+
+test: install
+	$(BIN)/python scripts/services.py --optional -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info

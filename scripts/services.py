@@ -1,0 +1,196 @@
+"""Make sure Redis and RabbitMQ answer, run a command, then stop what was started for it.
+
+`make run` and `make test` call this, so a fresh machine needs nothing but `make`: a
+service that is installed but down is started (Redis with its data under .run/redis), one
+that is missing is installed from Debian's packages when apt is there, and otherwise the
+message says exactly what to do. Only services this script started are stopped again.
+
+    python scripts/services.py [--optional] -- COMMAND [ARG ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pika
+import redis
+
+from colsum.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+HELP = """\
+Colsum needs Redis and RabbitMQ. Either
+  - install them:   sudo apt-get install redis-server rabbitmq-server   (then run make again)
+  - or run them in Docker:   docker compose up -d redis rabbitmq
+    (and set AMQP_URL=amqp://colsum:colsum@127.0.0.1:5672/%2F), or point REDIS_URL and
+    AMQP_URL at servers you already have."""
+
+
+def say(message: str) -> None:
+    print(f"services: {message}", file=sys.stderr, flush=True)
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def rabbitmq_answers(url: str) -> bool:
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 2
+    try:
+        pika.BlockingConnection(parameters).close()
+    except Exception:
+        return False
+    return True
+
+
+def as_root(command: list[str]) -> list[str] | None:
+    """The command with sudo in front when needed; None when root cannot be had."""
+    if os.geteuid() == 0:
+        return command
+    if (
+        shutil.which("sudo")
+        and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+    ):
+        return ["sudo", "-n", *command]
+    return None
+
+
+def apt_install(*packages: str) -> bool:
+    command = as_root(["apt-get", "install", "-y", "-q", *packages])
+    if not shutil.which("apt-get") or command is None:
+        return False
+    say(f"installing {' '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    update = as_root(["apt-get", "update", "-q"])
+    subprocess.run(update, env=env, check=False, stdout=subprocess.DEVNULL)
+    return subprocess.run(command, env=env).returncode == 0
+
+
+def start_redis(port: int) -> list[str] | None:
+    """Start redis-server in the background; return the command that stops it."""
+    if not shutil.which("redis-server") and not apt_install("redis-server"):
+        return None
+    # The service apt may have started counts as ours to use, not ours to stop.
+    if wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}"), seconds=3):
+        return []
+    data = RUN_DIR / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    say(f"starting redis-server on port {port} (data in {data})")
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
+            "--logfile",
+            str(data / "redis.log"),
+            "--appendonly",
+            "yes",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        check=True,
+    )
+    return ["redis-cli", "-p", str(port), "shutdown"]
+
+
+def start_rabbitmq(url: str) -> list[str] | None:
+    """Start rabbitmq-server in the background; return the command that stops it."""
+    installed = shutil.which("rabbitmq-server") or Path("/usr/sbin/rabbitmq-server").exists()
+    if not installed and not apt_install("rabbitmq-server"):
+        return None
+    if wait_for(lambda: rabbitmq_answers(url), seconds=3):
+        return []
+    command = as_root(["rabbitmq-server", "-detached"])
+    if command is None:
+        return None
+    say("starting rabbitmq-server (it takes a few seconds)")
+    env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
+    subprocess.run(command, check=True, env=env)
+    return as_root(["rabbitmqctl", "stop"])
+
+
+def wait_for(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
+def ensure(settings: Settings) -> tuple[bool, list[list[str]]]:
+    """(all services answer, commands that stop the ones started here)."""
+    stoppers: list[list[str]] = []
+    ok = True
+    redis_url = urlsplit(settings.redis_url)
+    if not redis_answers(settings.redis_url):
+        stop = start_redis(redis_url.port or 6379) if redis_url.hostname in LOCAL_HOSTS else None
+        if stop is None or not wait_for(lambda: redis_answers(settings.redis_url), 15):
+            say(f"Redis does not answer at {settings.redis_url}")
+            ok = False
+        stoppers += [stop] if stop else []
+    if not rabbitmq_answers(settings.amqp_url):
+        local = urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS
+        stop = start_rabbitmq(settings.amqp_url) if local else None
+        if stop is None or not wait_for(lambda: rabbitmq_answers(settings.amqp_url), 90):
+            say(f"RabbitMQ does not answer at {settings.amqp_url}")
+            ok = False
+        stoppers += [stop] if stop else []
+    return ok, stoppers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--optional", action="store_true", help="run the command even if a service is missing"
+    )
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args()
+
+    ok, stoppers = ensure(Settings.from_env())
+    if not ok:
+        print(HELP, file=sys.stderr)
+        if not args.optional:
+            return 1
+    child = subprocess.Popen(args.command)
+
+    # Ctrl-C reaches the child too (same process group); let it stop its own processes,
+    # and pass SIGTERM on. Handlers, unlike SIG_IGN, are not inherited by the child.
+    def forward(signum: int, _frame) -> None:
+        if signum == signal.SIGTERM:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        return child.wait()
+    finally:
+        for stop in stoppers:
+            say(f"stopping what was started: {' '.join(stop)}")
+            subprocess.run(stop, check=False, stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

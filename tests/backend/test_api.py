@@ -1,0 +1,155 @@
+"""The REST API against a real Redis and RabbitMQ, through Flask's test client."""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from backend import create_app
+from colsum import broker
+from colsum.settings import Settings
+from tests.conftest import free_port
+from tests.tcpproxy import TCPProxy
+
+LOCAL = {"storage": "local", "path": "sample.csv"}
+
+
+def post(client, body):
+    return client.post("/tasks", json=body)
+
+
+def test_post_answers_202_with_the_queued_task_and_its_location(client):
+    response = post(client, {**LOCAL, "header": True})
+    assert response.status_code == 202
+    task = response.get_json()
+    assert task["status"] == "queued"
+    assert task["source"] == LOCAL
+    assert task["header"] is True
+    assert task["created_at"].endswith("Z")
+    assert response.headers["Location"] == f"/tasks/{task['id']}"
+
+
+def test_post_publishes_a_persistent_message_naming_the_task(client, channel, settings):
+    task_id = post(client, LOCAL).get_json()["id"]
+    method, properties, body = channel.basic_get(settings.amqp_queue, auto_ack=True)
+    assert method is not None
+    assert broker.decode(body) == task_id
+    assert properties.delivery_mode == 2
+
+
+def test_post_accepts_an_s3_source(client):
+    body = {"storage": "s3", "bucket": "my-bucket", "key": "dir/file.csv"}
+    response = post(client, body)
+    assert response.status_code == 202
+    assert response.get_json()["source"] == body
+
+
+def test_get_shows_the_stored_task(client):
+    created = post(client, LOCAL).get_json()
+    response = client.get(f"/tasks/{created['id']}")
+    assert response.status_code == 200
+    assert response.get_json() == created
+
+
+def test_get_an_unknown_task_is_404_with_a_json_error(client):
+    response = client.get("/tasks/does-not-exist")
+    assert response.status_code == 404
+    assert "does-not-exist" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"storage": "local"}, "'path' is required"),
+        ({"path": "a.csv"}, "'storage' is required: 'local' or 's3'"),
+        ({"storage": "ftp", "path": "a.csv"}, "'storage' must be 'local' or 's3'"),
+        ({**LOCAL, "colour": "red"}, "unknown field 'colour'"),
+        ({"storage": "local", "path": "/etc/passwd"}, "'path' must be relative to DATA_DIR"),
+        ({"storage": "local", "path": "a/../../x.csv"}, "'path' must stay inside DATA_DIR"),
+        ({"storage": "local", "path": ""}, "'path' string should have at least 1 character"),
+        ({"storage": "local", "path": 5}, "'path' input should be a valid string"),
+        ({**LOCAL, "header": "yes"}, "'header' input should be a valid boolean"),
+        ({"storage": "s3", "bucket": "Bad_Bucket", "key": "k"}, "'bucket' must be an S3 bucket"),
+        ({"storage": "s3", "bucket": "bucket"}, "'key' is required"),
+        ([LOCAL], "the body must be a JSON object"),
+    ],
+)
+def test_post_rejects_an_invalid_task_with_400_saying_what_is_wrong(client, body, message):
+    response = post(client, body)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_post_rejects_malformed_json_with_400(client):
+    response = client.post("/tasks", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "the request body is not valid JSON"}
+
+
+def test_post_without_a_json_content_type_is_415(client):
+    response = client.post("/tasks", data='{"storage":"local","path":"a"}')
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["error"]
+
+
+def test_an_unknown_route_is_a_json_404(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert "error" in response.get_json()
+
+
+def test_a_wrong_method_is_a_json_405(client):
+    response = client.delete("/tasks/active")
+    assert response.status_code == 405
+    assert "error" in response.get_json()
+
+
+def test_active_counts_queued_and_running_tasks(client, store):
+    first, second, _third = (post(client, LOCAL).get_json()["id"] for _ in range(3))
+    store.claim(first)
+    store.claim(second)
+    store.complete(second, {"rows": 0, "columns": []})
+    response = client.get("/tasks/active")
+    assert response.status_code == 200
+    assert response.get_json() == {"active": 2, "queued": 1, "running": 1}
+
+
+def test_without_rabbitmq_post_is_503_and_leaves_no_task_behind(settings, store):
+    unreachable = urlunsplit(
+        urlsplit(settings.amqp_url)._replace(netloc=f"127.0.0.1:{free_port()}")
+    )
+    client = create_app(dataclasses.replace(settings, amqp_url=unreachable)).test_client()
+    response = post(client, LOCAL)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert "error" in response.get_json()
+    assert store.counts() == {"active": 0, "queued": 0, "running": 0}
+    assert list(store.redis.scan_iter(match=f"{settings.redis_prefix}task:*")) == []
+
+
+def test_without_redis_post_is_503(settings: Settings):
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    client = create_app(dataclasses.replace(settings, redis_url=unreachable)).test_client()
+    response = post(client, LOCAL)
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "the task store is unavailable; try again shortly"}
+
+
+def test_a_dropped_publisher_connection_is_reopened_without_failing_a_request(settings, channel):
+    target = urlsplit(settings.amqp_url)
+    proxy = TCPProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    via_proxy = urlunsplit(
+        target._replace(netloc=f"{target.username}:{target.password}@127.0.0.1:{proxy.port}")
+    )
+    app = create_app(dataclasses.replace(settings, amqp_url=via_proxy))
+    client = app.test_client()
+    try:
+        assert post(client, LOCAL).status_code == 202
+        proxy.cut()  # as the broker does with a connection that missed its heartbeats
+        assert post(client, LOCAL).status_code == 202
+    finally:
+        app.extensions["colsum"].publisher.close()
+        proxy.close()
+    assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 2

@@ -1,0 +1,219 @@
+"""Fixtures: real Redis and RabbitMQ, each test in its own key prefix and its own queue.
+
+With CI=true a service that does not answer fails the run; elsewhere its tests are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import pytest
+import redis
+import requests
+
+from backend import create_app
+from colsum import broker
+from colsum import store as task_store
+from colsum.settings import Settings
+from colsum.store import TaskStore
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing service fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 10, interval: float = 0.05):
+    """Poll until check() is truthy and return its value; fail the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout}s waiting for {check}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL") or Settings().redis_url
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        _unavailable(f"Redis does not answer at {url}: {error}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    url = os.environ.get("AMQP_URL") or Settings().amqp_url
+    try:
+        broker.connect(url).close()
+    except broker.CONNECTION_ERRORS as error:
+        _unavailable(f"RabbitMQ does not answer at {url}: {error!r}")
+    return url
+
+
+@pytest.fixture
+def settings(redis_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings whose Redis keys, exchange and queue belong to this test alone."""
+    name = f"colsum-test-{uuid.uuid4().hex[:12]}"
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    yield Settings(
+        redis_url=redis_url,
+        amqp_url=amqp_url,
+        data_dir=data_dir,
+        redis_prefix=f"{name}:",
+        amqp_exchange=name,
+        amqp_queue=name,
+        web_workers=2,
+        storage_attempts=2,
+        storage_max_wait=0.1,
+        stop_grace=5,
+    )
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{name}:*", count=1000):
+        client.delete(key)
+    connection = broker.connect(amqp_url)
+    channel = connection.channel()
+    channel.queue_delete(name)
+    channel.exchange_delete(name)
+    connection.close()
+
+
+@pytest.fixture
+def store(settings: Settings) -> TaskStore:
+    return TaskStore(task_store.connect(settings.redis_url), settings.redis_prefix)
+
+
+@pytest.fixture
+def channel(settings: Settings) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    """A channel on the test's own queue, declared as the services declare it."""
+    connection = broker.connect(settings.amqp_url)
+    channel = connection.channel()
+    broker.Topology.from_settings(settings).declare(channel)
+    yield channel
+    if connection.is_open:
+        connection.close()
+
+
+@pytest.fixture
+def app(settings: Settings):
+    app = create_app(settings)
+    yield app
+    app.extensions["colsum"].publisher.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a `python -m backend|executor` process these settings."""
+    return {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "AMQP_URL": settings.amqp_url,
+        "DATA_DIR": str(settings.data_dir),
+        "REDIS_PREFIX": settings.redis_prefix,
+        "AMQP_EXCHANGE": settings.amqp_exchange,
+        "AMQP_QUEUE": settings.amqp_queue,
+        "WEB_CONCURRENCY": str(settings.web_workers),
+        "STORAGE_ATTEMPTS": str(settings.storage_attempts),
+        "STORAGE_MAX_WAIT": str(settings.storage_max_wait),
+        "STOP_GRACE": str(settings.stop_grace),
+        **extra,
+    }
+
+
+@dataclass
+class Service:
+    """A `python -m backend|executor` process whose output goes to a log file."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    logs: Path
+    started: list[Service] = field(default_factory=list)
+
+    def start(self, module: str, **env: str) -> Service:
+        log_path = self.logs / f"{module}-{len(self.started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env=environment(self.settings, **env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        service = Service(process, log_path)
+        self.started.append(service)
+        return service
+
+    def executor(self, **env: str) -> Service:
+        return self.start("executor", **env)
+
+    def backend(self) -> str:
+        """Start the API on a free port and return its base URL once it answers."""
+        port = free_port()
+        service = self.start("backend", HOST="127.0.0.1", PORT=str(port))
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            assert service.process.poll() is None, f"backend exited:\n{service.log}"
+            try:
+                return requests.get(f"{url}/tasks/active", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(answers, timeout=20)
+        return url
+
+
+@pytest.fixture
+def services(settings: Settings, tmp_path: Path) -> Iterator[Services]:
+    """Starts real service processes for this test, and stops them all afterwards."""
+    started = Services(settings, tmp_path)
+    yield started
+    for service in started.started:
+        service.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

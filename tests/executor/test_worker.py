@@ -1,0 +1,153 @@
+"""A real executor process against the real Redis and RabbitMQ."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from colsum.broker import Publisher, Topology
+from colsum.settings import Settings
+from colsum.store import TaskStore
+from colsum.task import LocalSource, Task, TaskStatus
+from tests.conftest import wait_for
+
+HEADER = ",".join(f"c{i}" for i in range(1, 11)) + "\n"
+ROW = "1,2,3,4,5,6,7,8,9,10\n"
+
+
+@pytest.fixture
+def publisher(settings: Settings):
+    publisher = Publisher(settings.amqp_url, Topology.from_settings(settings))
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture
+def submit(store: TaskStore, publisher: Publisher) -> Callable[[str], str]:
+    def submit(path: str) -> str:
+        task = Task(source=LocalSource(path=path))
+        store.create(task)
+        publisher.publish(task.id)
+        return task.id
+
+    return submit
+
+
+def finished(store: TaskStore, task_id: str) -> Task | None:
+    task = store.get(task_id)
+    return task if task and task.status.finished else None
+
+
+def slow_file(
+    path: Path, seconds: float, release: threading.Event | None = None
+) -> threading.Thread:
+    """A named pipe that yields a small CSV over `seconds`, or once `release` is set."""
+    os.mkfifo(path)
+
+    def write() -> None:
+        # The reader may be gone (an executor that gave up on the task): that is fine.
+        with contextlib.suppress(BrokenPipeError), path.open("w") as pipe:
+            pipe.write(HEADER)
+            pipe.flush()
+            if release is not None:
+                release.wait(60)
+            else:
+                time.sleep(seconds)
+            pipe.write(ROW)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_bad_file_fails_its_task_and_the_executor_goes_on(settings, services, store, submit):
+    (settings.data_dir / "bad.csv").write_text(HEADER + ROW + ROW.replace("10", "ten"))
+    (settings.data_dir / "good.csv").write_text(HEADER + ROW + ROW)
+    services.executor()
+    bad, good = submit("bad.csv"), submit("good.csv")
+    failed = wait_for(lambda: finished(store, bad))
+    assert failed.status is TaskStatus.FAILED
+    assert failed.error == "line 3, column 10: 'ten' is not a number"
+    done = wait_for(lambda: finished(store, good))
+    assert done.status is TaskStatus.DONE
+    assert done.result == {"rows": 2, "columns": [{"column": 10, "name": "c10", "sum": 20}]}
+
+
+def test_a_missing_file_fails_its_task_naming_the_path(settings, services, store, submit):
+    services.executor()
+    task_id = submit("nowhere/none.csv")
+    task = wait_for(lambda: finished(store, task_id))
+    assert task.status is TaskStatus.FAILED
+    assert "file not found: nowhere/none.csv" in task.error
+
+
+def test_a_redelivered_finished_task_is_acked_without_redoing_it(
+    settings, services, store, submit, publisher, channel
+):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    services.executor()
+    task_id = submit("a.csv")
+    done = wait_for(lambda: finished(store, task_id))
+    publisher.publish(done.id)  # as RabbitMQ redelivers after a lost ack
+    wait_for(
+        lambda: channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 0
+    )
+    time.sleep(0.3)
+    assert store.get(done.id) == done
+
+
+def test_a_message_that_is_not_a_task_is_dropped_and_the_executor_goes_on(
+    settings, services, store, submit, channel
+):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    executor = services.executor()
+    channel.basic_publish(settings.amqp_exchange, "task", b"garbage")
+    task_id = submit("a.csv")
+    assert wait_for(lambda: finished(store, task_id)).status is TaskStatus.DONE
+    assert "dropping a message" in executor.log
+
+
+def test_a_task_longer_than_the_heartbeat_timeout_keeps_its_connection(
+    settings, services, store, submit
+):
+    slow_file(settings.data_dir / "slow.csv", seconds=8)
+    executor = services.executor(AMQP_URL=f"{settings.amqp_url}?heartbeat=2")
+    task_id = submit("slow.csv")
+    task = wait_for(lambda: finished(store, task_id), timeout=30)
+    assert task.status is TaskStatus.DONE
+    assert "connection lost" not in executor.log
+
+
+def test_sigterm_lets_the_task_in_hand_finish_then_exits_0(settings, services, store, submit):
+    release = threading.Event()
+    slow_file(settings.data_dir / "slow.csv", seconds=0, release=release)
+    executor = services.executor()
+    task_id = submit("slow.csv")
+    wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
+    executor.process.terminate()
+    time.sleep(0.5)
+    assert executor.process.poll() is None  # still finishing
+    release.set()
+    assert executor.process.wait(10) == 0
+    assert store.get(task_id).status is TaskStatus.DONE
+
+
+def test_a_task_not_finished_within_the_grace_goes_back_to_the_queue(
+    settings, services, store, submit, channel
+):
+    release = threading.Event()
+    slow_file(settings.data_dir / "slow.csv", seconds=0, release=release)
+    executor = services.executor(STOP_GRACE="1")
+    task_id = submit("slow.csv")
+    wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
+    executor.process.terminate()
+    assert executor.process.wait(10) == 0
+    release.set()
+    queue = channel.queue_declare(settings.amqp_queue, passive=True).method
+    assert queue.message_count == 1
