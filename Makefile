@@ -4,6 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXECUTORS ?= 2
+PORT ?= 8000
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run test test-fast lint format clean
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 
 run: install
 	@mkdir -p data && cp -n sample.csv data/ 2>/dev/null || true
-	$(BIN)/python scripts/services.py -- $(BIN)/honcho start -c executor=$(EXECUTORS)
+	$(BIN)/python scripts/services.py -- $(BIN)/honcho start --port $(PORT) -c executor=$(EXECUTORS)
 
 test: install
 	$(BIN)/python scripts/services.py --optional -- $(BIN)/python -m pytest $(PYTEST_ARGS)
