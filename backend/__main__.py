@@ -22,6 +22,9 @@ class Server(BaseApplication):
         # connection without sharing it between threads (pika's BlockingConnection is
         # not thread-safe).
         self.cfg.set("worker_class", "sync")
+        # gunicorn's control socket has one path per user: two backends on a machine
+        # (a test run beside `make run`) would fight over it, and nothing here uses it.
+        self.cfg.set("control_socket_disable", True)
         self.cfg.set("accesslog", "-")
         self.cfg.set("loglevel", self.settings.log_level.lower())
 
