@@ -22,7 +22,7 @@ run: install
 	$(BIN)/python scripts/services.py -- $(BIN)/honcho start --port $(PORT) -c executor=$(EXECUTORS)
 
 test: install
-	$(BIN)/python scripts/services.py --optional -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python scripts/services.py --optional --tool docker-compose -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -162,6 +162,3 @@ class Task:
             result=jsoncodec.loads(result) if result is not None else None,
             error=record.get("error"),
         )
-
-    def evolve(self, **changes: Any) -> Task:
-        return replace(self, **changes)

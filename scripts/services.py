@@ -5,7 +5,7 @@ service that is installed but down is started (Redis with its data under .run/re
 that is missing is installed from Debian's packages when apt is there, and otherwise the
 message says exactly what to do. Only services this script started are stopped again.
 
-    python scripts/services.py [--optional] -- COMMAND [ARG ...]
+    python scripts/services.py [--optional] [--tool NAME] -- COMMAND [ARG ...]
 """
 
 from __future__ import annotations
@@ -166,9 +166,18 @@ def main() -> int:
     parser.add_argument(
         "--optional", action="store_true", help="run the command even if a service is missing"
     )
+    parser.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        help="a command the COMMAND needs; installed from the Debian package of that name",
+    )
     parser.add_argument("command", nargs="+")
     args = parser.parse_args()
 
+    for tool in args.tool:
+        if not shutil.which(tool) and not apt_install(tool):
+            say(f"{tool} is missing: install the Debian package {tool}")
     ok, stoppers = ensure(Settings.from_env())
     if not ok:
         print(HELP, file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,15 +87,16 @@ def test_done_example_shows_the_sums_of_sample_csv(spec):
 
 def task_in(status: TaskStatus) -> Task:
     queued = Task(source=LocalSource(path="sample.csv"))
-    running = queued.evolve(status=TaskStatus.RUNNING, started_at=now())
+    running = replace(queued, status=TaskStatus.RUNNING, started_at=now())
     if status is TaskStatus.QUEUED:
         return queued
     if status is TaskStatus.RUNNING:
         return running
     if status is TaskStatus.DONE:
-        return running.evolve(status=status, finished_at=now(), result=sample_result())
+        return replace(running, status=status, finished_at=now(), result=sample_result())
     broken = Task(source=S3Source(bucket="colsum-data", key="broken.csv"), header=True)
-    return broken.evolve(
+    return replace(
+        broken,
         status=status,
         started_at=now(),
         finished_at=now(),
@@ -108,7 +110,7 @@ def test_real_task_record_matches_the_task_schema(spec, status):
 
 
 def test_task_schema_rejects_a_done_task_without_result(spec):
-    record = task_in(TaskStatus.DONE).evolve(result=None).to_json()
+    record = replace(task_in(TaskStatus.DONE), result=None).to_json()
     assert not schema(spec, "Task").is_valid(record)
 
 
