@@ -26,3 +26,8 @@ class BrokerUnavailable(ColsumError):
 
 class StoreUnavailable(ColsumError):
     """Redis could not be reached."""
+
+
+class SourceChanged(PermanentError):
+    """The file was replaced while it was being read: its bytes so far belong to another
+    version, so the sum must start again from byte 0 (once) or fail."""

@@ -26,9 +26,14 @@ class Settings:
     redis_prefix: str = "colsum:"
     amqp_exchange: str = "colsum"
     amqp_queue: str = "colsum.tasks"
-    # How hard an executor tries before a transient storage error fails the task.
+    # How hard an executor tries before a transient storage error fails the task: failed
+    # attempts in a row, the longest wait between two, and the seconds a task may spend
+    # failing and waiting in all.
     storage_attempts: int = 5
     storage_max_wait: float = 10.0
+    storage_budget: float = 300.0
+    s3_connect_timeout: float = 5.0
+    s3_read_timeout: float = 30.0
     # How long an executor lets the task in hand finish after SIGTERM before requeueing it.
     stop_grace: float = 30.0
     log_level: str = "INFO"
@@ -69,6 +74,9 @@ class Settings:
             amqp_queue=text("AMQP_QUEUE", defaults.amqp_queue),
             storage_attempts=number("STORAGE_ATTEMPTS", defaults.storage_attempts, int),
             storage_max_wait=number("STORAGE_MAX_WAIT", defaults.storage_max_wait),
+            storage_budget=number("STORAGE_BUDGET", defaults.storage_budget),
+            s3_connect_timeout=number("S3_CONNECT_TIMEOUT", defaults.s3_connect_timeout),
+            s3_read_timeout=number("S3_READ_TIMEOUT", defaults.s3_read_timeout),
             stop_grace=number("STOP_GRACE", defaults.stop_grace),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
         )

@@ -52,12 +52,12 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: task, queued set, running set. ARGV: id, status, finished_at, field, value.
+# KEYS: task, queued set, running set. ARGV: id, status, finished_at, then field, value, ...
 # Returns 1 if the task was active and is now finished, 0 if it had finished already.
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 4))
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 return 1
@@ -131,15 +131,20 @@ class TaskStore:
             return None
         return Task.from_redis(dict(zip(reply[::2], reply[1::2], strict=True)))
 
-    def complete(self, task_id: str, result: dict[str, Any]) -> bool:
-        return self._finish_as(task_id, TaskStatus.DONE, "result", jsoncodec.dumps(result))
+    def complete(self, task_id: str, result: dict[str, Any], **extra: int) -> bool:
+        """Record a result, with `extra` fields such as the read statistics.
 
-    def fail(self, task_id: str, error: str) -> bool:
-        return self._finish_as(task_id, TaskStatus.FAILED, "error", error)
+        False if the task had finished already (a redelivered message): nothing changes."""
+        fields = {"result": jsoncodec.dumps(result), **extra}
+        return self._finish_as(task_id, TaskStatus.DONE, fields)
+
+    def fail(self, task_id: str, error: str, **extra: int) -> bool:
+        return self._finish_as(task_id, TaskStatus.FAILED, {"error": error, **extra})
 
     @_translated
-    def _finish_as(self, task_id: str, status: TaskStatus, name: str, value: str) -> bool:
-        args = [task_id, status.value, now(), name, value]
+    def _finish_as(self, task_id: str, status: TaskStatus, fields: dict[str, Any]) -> bool:
+        pairs = [str(item) for pair in fields.items() for item in pair]
+        args = [task_id, status.value, now(), *pairs]
         return self._finish(keys=self._task_keys(task_id), args=args) == 1
 
     @_translated

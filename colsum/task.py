@@ -97,6 +97,9 @@ class TaskRequest(BaseModel):
         return cls.model_validate({"source": fields, "header": header})
 
 
+COUNTERS = ("attempts", "resumes", "bytes_read")
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -114,6 +117,10 @@ class Task:
     finished_at: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # What reading the file cost, once the task has finished.
+    attempts: int | None = None
+    resumes: int | None = None
+    bytes_read: int | None = None
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> Task:
@@ -130,6 +137,9 @@ class Task:
             "finished_at": self.finished_at,
             "result": self.result,
             "error": self.error,
+            "attempts": self.attempts,
+            "resumes": self.resumes,
+            "bytes_read": self.bytes_read,
         }
 
     def to_redis(self) -> dict[str, str]:
@@ -141,9 +151,9 @@ class Task:
             "header": jsoncodec.dumps(self.header),
             "created_at": self.created_at,
         }
-        for name in ("started_at", "finished_at", "error"):
+        for name in ("started_at", "finished_at", "error", *COUNTERS):
             if (value := getattr(self, name)) is not None:
-                record[name] = value
+                record[name] = str(value)
         if self.result is not None:
             record["result"] = jsoncodec.dumps(self.result)
         return record
@@ -161,4 +171,5 @@ class Task:
             finished_at=record.get("finished_at"),
             result=jsoncodec.loads(result) if result is not None else None,
             error=record.get("error"),
+            **{name: int(record[name]) for name in COUNTERS if name in record},
         )

@@ -17,16 +17,15 @@ from concurrent.futures import Future
 from typing import Any
 
 import pika
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from colsum import broker
 from colsum.broker import Topology
-from colsum.errors import PermanentError, StoreUnavailable, TransientError
+from colsum.errors import PermanentError, SourceChanged, StoreUnavailable, TransientError
 from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import Task
 from executor import summing
-from executor.storage import Storage
+from executor.storage import ReadStats, Storage
 
 log = logging.getLogger(__name__)
 
@@ -138,47 +137,45 @@ class Worker:
             return
         log.info("task %s: summing %s", task_id, task.source.describe())
         started = time.monotonic()
+        stats = ReadStats()
         try:
-            result = self._sum_with_retries(task)
+            result = self._sum(task, stats)
         except PermanentError as error:
-            self._fail(task, str(error))
+            self._fail(task, str(error), stats)
         except TransientError as error:
-            attempts = self.settings.storage_attempts
-            self._fail(task, f"storage kept failing after {attempts} attempts: {error}")
+            self._fail(task, f"storage kept failing, gave up: {error}", stats)
         except Exception as error:
             log.exception("task %s: unexpected error", task_id)
-            self._fail(task, f"internal error: {error!r}")
+            self._fail(task, f"internal error: {error!r}", stats)
         else:
-            self.store.complete(task.id, result)
+            self.store.complete(task.id, result, **stats.to_record())
             log.info(
-                "task %s: done, %d rows in %.2fs",
+                "task %s: done, %d rows in %.2fs (%d attempts, %d resumes)",
                 task_id,
                 result["rows"],
                 time.monotonic() - started,
+                stats.attempts,
+                stats.resumes,
             )
 
-    def _sum_with_retries(self, task: Task) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.settings.storage_attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=self.settings.storage_max_wait),
-            before_sleep=lambda state: log.warning(
-                "task %s: attempt %d failed (%s); retrying",
-                task.id,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else None,
-            ),
-            reraise=True,
-        )
-        return retrying(self._sum, task)
+    def _sum(self, task: Task, stats: ReadStats) -> dict[str, Any]:
+        try:
+            return self._sum_once(task, stats)
+        except SourceChanged as error:
+            log.warning("task %s: %s; summing it again from the start", task.id, error)
+        try:
+            return self._sum_once(task, stats)
+        except SourceChanged as error:
+            raise SourceChanged(f"{error}, twice; not summed") from None
 
-    def _sum(self, task: Task) -> dict[str, Any]:
-        with self.storages[task.source.storage].open(task.source) as stream:
+    def _sum_once(self, task: Task, stats: ReadStats) -> dict[str, Any]:
+        storage = self.storages[task.source.storage]
+        with storage.open(task.source, stats, f"task {task.id}") as stream:
             return summing.sum_columns(stream, task.header).to_result()
 
-    def _fail(self, task: Task, error: str) -> None:
+    def _fail(self, task: Task, error: str, stats: ReadStats) -> None:
         log.info("task %s: failed: %s", task.id, error)
-        self.store.fail(task.id, error)
+        self.store.fail(task.id, error, **stats.to_record())
 
     # -- stopping -------------------------------------------------------------------------
 

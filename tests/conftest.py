@@ -5,6 +5,7 @@ With CI=true a service that does not answer fails the run; elsewhere its tests a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -16,10 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import pika
 import pytest
 import redis
 import requests
+from moto.server import ThreadedMotoServer
 
 from backend import create_app
 from colsum import broker
@@ -139,6 +142,11 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         "STORAGE_ATTEMPTS": str(settings.storage_attempts),
         "STORAGE_MAX_WAIT": str(settings.storage_max_wait),
         "STOP_GRACE": str(settings.stop_grace),
+        "STORAGE_BUDGET": str(settings.storage_budget),
+        "AWS_URL": settings.aws_url or "",
+        "AWS_ID": settings.aws_id or "",
+        "AWS_SECRET": settings.aws_secret or "",
+        "S3_READ_TIMEOUT": str(settings.s3_read_timeout),
         **extra,
     }
 
@@ -217,3 +225,53 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A moto S3 server over real HTTP on a free port, for the whole test session."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket on the moto server, and the settings that reach it."""
+
+    name: str
+    client: object
+    settings: Settings
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=data)
+
+    def upload(self, key: str, path: Path) -> None:
+        self.client.upload_file(str(path), self.name, key)
+
+
+@pytest.fixture
+def bucket(settings: Settings, moto_url: str) -> Iterator[Bucket]:
+    s3_settings = dataclasses.replace(
+        settings,
+        aws_url=moto_url,
+        aws_id="testing",
+        aws_secret="testing",
+        s3_read_timeout=5,
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    yield Bucket(name, client, s3_settings)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)

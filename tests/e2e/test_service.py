@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -10,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-import requests
 
 from tests.conftest import ROOT, wait_for
 from tests.csvfiles import write_numbers
+from tests.e2e.client import active, finished, local, submit
 
 pytestmark = pytest.mark.e2e
 
@@ -32,32 +31,9 @@ def api(settings, services) -> str:
     return url
 
 
-def submit(api: str, path: str) -> str:
-    response = requests.post(f"{api}/tasks", json={"storage": "local", "path": path}, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
-def task(api: str, task_id: str) -> dict:
-    response = requests.get(f"{api}/tasks/{task_id}", timeout=10)
-    assert response.status_code == 200
-    # Parsed as Decimal, as the API promises a client can, to compare every digit.
-    return json.loads(response.text, parse_float=Decimal)
-
-
-def finished(api: str, task_id: str, timeout: float = 30) -> dict:
-    return wait_for(
-        lambda: (t := task(api, task_id))["status"] in ("done", "failed") and t, timeout
-    )
-
-
-def active(api: str) -> dict:
-    return requests.get(f"{api}/tasks/active", timeout=10).json()
-
-
 def test_the_sample_file_sums_exactly(settings, api):
     shutil.copy(ROOT / "sample.csv", settings.data_dir / "sample.csv")
-    done = finished(api, submit(api, "sample.csv"))
+    done = finished(api, submit(api, local("sample.csv")))
     assert done["status"] == "done", done["error"]
     assert done["result"] == {"rows": 500, "columns": SAMPLE_SUMS}
     assert done["created_at"] <= done["started_at"] <= done["finished_at"]
@@ -66,7 +42,7 @@ def test_the_sample_file_sums_exactly(settings, api):
 @pytest.mark.slow
 def test_a_100000_row_file_sums_exactly(settings, api):
     expected = write_numbers(settings.data_dir / "big.csv", rows=100_000, columns=40, seed=3)
-    done = finished(api, submit(api, "big.csv"), timeout=120)
+    done = finished(api, submit(api, local("big.csv")), timeout=120)
     assert done["status"] == "done", done["error"]
     assert done["result"]["rows"] == 100_000
     assert [c["sum"] for c in done["result"]["columns"]] == expected
@@ -78,7 +54,9 @@ def test_many_tasks_submitted_at_once_all_finish_with_their_own_results(settings
     for n in range(12):
         expected[f"f{n}.csv"] = write_numbers(settings.data_dir / f"f{n}.csv", rows=200, seed=n)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        ids = dict(zip(expected, pool.map(lambda path: submit(api, path), expected), strict=True))
+        ids = dict(
+            zip(expected, pool.map(lambda path: submit(api, local(path)), expected), strict=True)
+        )
     for path, task_id in ids.items():
         done = finished(api, task_id)
         assert done["status"] == "done", done["error"]
@@ -102,7 +80,7 @@ def test_active_counts_tasks_while_they_run_and_none_after(settings, api):
 
         writers.append(threading.Thread(target=write, daemon=True))
         writers[-1].start()
-    ids = [submit(api, f"slow{n}.csv") for n in range(3)]
+    ids = [submit(api, local(f"slow{n}.csv")) for n in range(3)]
     # Two executors hold one task each; the third waits in the queue.
     assert wait_for(lambda: active(api) == {"active": 3, "queued": 1, "running": 2})
     release.set()
@@ -114,7 +92,7 @@ def test_active_counts_tasks_while_they_run_and_none_after(settings, api):
 def test_a_bad_task_fails_without_disturbing_the_next(settings, api):
     (settings.data_dir / "bad.csv").write_text("a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,x\n")
     shutil.copy(ROOT / "sample.csv", settings.data_dir / "sample.csv")
-    bad, good = submit(api, "bad.csv"), submit(api, "sample.csv")
+    bad, good = submit(api, local("bad.csv")), submit(api, local("sample.csv"))
     failed = finished(api, bad)
     assert failed["status"] == "failed"
     assert failed["error"] == "line 2, column 10: 'x' is not a number"

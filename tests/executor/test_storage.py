@@ -1,30 +1,41 @@
-"""LocalStorage: what it opens, and the errors a user sees for what it cannot."""
+"""LocalStorage and the resumable reader under it: what they read, and the errors a user sees."""
 
+from __future__ import annotations
+
+import io
 from pathlib import Path
 
 import pytest
 
-from colsum.errors import PermanentError
+from colsum.errors import PermanentError, SourceChanged, TransientError
 from colsum.task import LocalSource
-from executor.storage import LocalStorage
+from executor.storage import LocalStorage, ReadStats, RetryPolicy
+from executor.storage.local import LocalFile
+from executor.storage.resumable import ResumableReader
 
 
-def test_opens_a_file_below_the_root(tmp_path: Path):
+def read(root: Path, path: str, stats: ReadStats | None = None) -> bytes:
+    with LocalStorage(root).open(LocalSource(path=path), stats or ReadStats()) as stream:
+        return stream.read()
+
+
+def test_reads_a_file_below_the_root_and_counts_it(tmp_path: Path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.csv").write_bytes(b"1,2\n")
-    with LocalStorage(tmp_path).open(LocalSource(path="sub/a.csv")) as stream:
-        assert stream.read() == b"1,2\n"
+    stats = ReadStats()
+    assert read(tmp_path, "sub/a.csv", stats) == b"1,2\n"
+    assert stats.to_record() == {"attempts": 1, "resumes": 0, "bytes_read": 4}
 
 
 def test_a_missing_file_is_a_permanent_error_naming_it(tmp_path: Path):
     with pytest.raises(PermanentError, match=r"file not found: nope\.csv"):
-        LocalStorage(tmp_path).open(LocalSource(path="nope.csv"))
+        read(tmp_path, "nope.csv")
 
 
 def test_a_directory_is_a_permanent_error(tmp_path: Path):
     (tmp_path / "dir").mkdir()
     with pytest.raises(PermanentError, match="is a directory"):
-        LocalStorage(tmp_path).open(LocalSource(path="dir"))
+        read(tmp_path, "dir")
 
 
 def test_a_symlink_out_of_the_root_is_refused(tmp_path: Path):
@@ -33,4 +44,77 @@ def test_a_symlink_out_of_the_root_is_refused(tmp_path: Path):
     (tmp_path / "secret.csv").write_text("1\n")
     (root / "link.csv").symlink_to(tmp_path / "secret.csv")
     with pytest.raises(PermanentError, match="leads outside DATA_DIR"):
-        LocalStorage(root).open(LocalSource(path="link.csv"))
+        read(root, "link.csv")
+
+
+class FlakyFile:
+    """Streams `data`, breaking after `cut` bytes on each of the first `breaks` opens."""
+
+    name = "flaky.csv"
+
+    def __init__(self, data: bytes, cut: int, breaks: int) -> None:
+        self.data, self.cut, self.breaks = data, cut, breaks
+        self.opened_at: list[int] = []
+
+    def open_at(self, offset: int):
+        self.opened_at.append(offset)
+        breaking = len(self.opened_at) <= self.breaks
+        stream = io.BytesIO(self.data[offset:])
+        limit = self.cut if breaking else len(self.data)
+
+        class Stream:
+            sent = 0
+
+            def readinto(self, buffer) -> int:
+                if breaking and self.sent >= limit:
+                    raise TransientError("connection reset")
+                view = memoryview(buffer)[: max(1, min(len(buffer), limit - self.sent))]
+                count = stream.readinto(view)
+                self.sent += count
+                return count
+
+            def close(self) -> None:
+                pass
+
+        return Stream()
+
+
+FAST = RetryPolicy(attempts=3, max_wait=0.01, budget=5)
+
+
+def test_a_broken_stream_is_resumed_where_it_broke_with_no_byte_twice_or_missing():
+    data = bytes(range(256)) * 40
+    file = FlakyFile(data, cut=1000, breaks=4)
+    stats = ReadStats()
+    with io.BufferedReader(ResumableReader(file, FAST, stats, "test"), 300) as stream:
+        assert stream.read() == data
+    assert file.opened_at == [0, 1000, 2000, 3000, 4000]
+    assert stats.to_record() == {"attempts": 5, "resumes": 4, "bytes_read": len(data)}
+
+
+def test_failures_in_a_row_beyond_the_attempts_give_up_with_the_transient_error():
+    file = FlakyFile(b"x" * 100, cut=0, breaks=10)
+    reader = ResumableReader(file, FAST, ReadStats(), "test")
+    with pytest.raises(TransientError, match="connection reset"):
+        reader.read(10)
+    assert len(file.opened_at) == FAST.attempts
+
+
+def test_retries_stop_when_the_time_budget_is_spent():
+    file = FlakyFile(b"x" * 100, cut=0, breaks=10)
+    policy = RetryPolicy(attempts=1000, max_wait=0.05, budget=0.2)
+    reader = ResumableReader(file, policy, ReadStats(), "test")
+    with pytest.raises(TransientError):
+        reader.read(10)
+    assert 2 < len(file.opened_at) < 1000
+
+
+def test_a_local_file_replaced_before_a_resume_is_reported(tmp_path: Path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"1" * 100)
+    file = LocalFile(path, "a.csv", tmp_path)
+    file.open_at(0).close()
+    path.unlink()
+    path.write_bytes(b"2" * 100)
+    with pytest.raises(SourceChanged, match=r"a\.csv was replaced while it was being read"):
+        file.open_at(10)

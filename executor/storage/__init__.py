@@ -1,0 +1,33 @@
+"""Where CSV files are read from: one reader per kind of storage, behind one interface.
+
+Every storage hands out a `ResumableReader`, so that a broken stream is continued from the
+first byte the parser has not seen, whatever the storage. Storage-specific errors become
+TransientError (retried) or PermanentError (fail the task) in the storage's own module.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Protocol
+
+from colsum.settings import Settings
+from executor.storage.local import LocalStorage
+from executor.storage.resumable import ReadStats, RetryPolicy
+from executor.storage.s3 import S3Storage
+
+__all__ = ["LocalStorage", "ReadStats", "RetryPolicy", "S3Storage", "Storage", "storages"]
+
+
+class Storage(Protocol):
+    def open(self, source, stats: ReadStats, label: str) -> BinaryIO:
+        """A binary stream of the whole file, to be closed by the caller.
+
+        Nothing is fetched until the first read; `stats` counts what the reads cost and
+        `label` (the task) starts every log line about retries.
+        """
+        ...
+
+
+def storages(settings: Settings) -> dict[str, Storage]:
+    """The storage for each value of a task's `source.storage`."""
+    policy = RetryPolicy.from_settings(settings)
+    return {"local": LocalStorage(settings.data_dir, policy), "s3": S3Storage(settings, policy)}

@@ -1,0 +1,144 @@
+"""Objects in S3 or any S3-compatible store (MinIO, moto, Yandex Object Storage, ...).
+
+botocore retries a request that fails before its body starts; a body cut halfway through is
+left to us, and `ResumableReader` continues it with a ranged GET pinned by `IfMatch` to the
+ETag seen first, so a replaced object is reported instead of summed half old, half new.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any, BinaryIO
+
+import boto3
+import botocore.exceptions
+import urllib3.exceptions
+from botocore.config import Config
+
+from colsum.errors import PermanentError, SourceChanged, TransientError
+from colsum.settings import Settings
+from colsum.task import S3Source
+from executor.storage.prefetch import PrefetchReader
+from executor.storage.resumable import ReadStats, ResumableReader, RetryPolicy
+
+READ_BUFFER = 1 << 20
+
+# What a request or a body read raises when the network, not the request, is at fault.
+NETWORK_ERRORS: tuple[type[Exception], ...] = (
+    botocore.exceptions.ConnectionError,  # connect and read timeouts, closed connections
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+ACCESS_ERRORS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+THROTTLING_ERRORS = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"}
+
+
+class S3Storage:
+    def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy()
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """One client per process, made on first use (boto3 clients are thread-safe)."""
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            return self._client
+
+    def open(self, source: S3Source, stats: ReadStats, label: str = "") -> BinaryIO:
+        reader = ResumableReader(S3Object(self.client, source), self.policy, stats, label)
+        # Download on a thread of its own while the parser works on what came before.
+        return io.BufferedReader(PrefetchReader(reader), READ_BUFFER)
+
+
+def make_client(settings: Settings) -> Any:
+    config = Config(
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries={"mode": "standard", "max_attempts": 3},
+        # Self-hosted endpoints (MinIO, moto) rarely have a DNS name per bucket.
+        s3={"addressing_style": "path" if settings.aws_url else "auto"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.aws_url,
+        aws_access_key_id=settings.aws_id,
+        aws_secret_access_key=settings.aws_secret,
+        region_name=settings.aws_region,
+        config=config,
+    )
+
+
+class S3Object:
+    def __init__(self, client: Any, source: S3Source) -> None:
+        self.client = client
+        self.source = source
+        self.name = source.describe()
+        self._etag: str | None = None
+        self._size: int | None = None
+
+    def open_at(self, offset: int) -> _Body:
+        if self._size is not None and offset >= self._size:
+            return _Body(None, self.name)  # everything was read; only the end was lost
+        request: dict[str, Any] = {"Bucket": self.source.bucket, "Key": self.source.key}
+        if self._etag is not None:
+            request |= {"IfMatch": self._etag, "Range": f"bytes={offset}-"}
+        try:
+            response = self.client.get_object(**request)
+        except botocore.exceptions.ClientError as error:
+            raise self.translate(error) from error
+        except botocore.exceptions.NoCredentialsError:
+            raise PermanentError(
+                f"no S3 credentials to read {self.name}: set AWS_ID and AWS_SECRET"
+            ) from None
+        except NETWORK_ERRORS as error:
+            raise TransientError(f"requesting {self.name} failed: {error}") from error
+        if self._etag is None:
+            self._etag = response["ETag"]
+            self._size = response["ContentLength"]
+        return _Body(response["Body"], self.name)
+
+    def translate(self, error: botocore.exceptions.ClientError) -> Exception:
+        """The Colsum error for an S3 error response."""
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        name, bucket = self.name, self.source.bucket
+        if code == "NoSuchBucket":
+            return PermanentError(f"{name}: bucket {bucket!r} does not exist")
+        if code in ("NoSuchKey", "NotFound", "404"):
+            return PermanentError(f"{name} does not exist (no such key)")
+        if code in ACCESS_ERRORS or status == 403:
+            return PermanentError(
+                f"access to {name} denied ({code or status}): check AWS_ID, AWS_SECRET and "
+                "the bucket's policy"
+            )
+        if code == "PreconditionFailed" or status == 412:
+            return SourceChanged(f"{name} was replaced while it was being read")
+        if code in THROTTLING_ERRORS or status >= 500:
+            return TransientError(f"S3 answered {code or status} for {name}")
+        return PermanentError(f"S3 refused to read {name}: {code or status}: {error}")
+
+
+class _Body:
+    def __init__(self, body: Any, name: str) -> None:
+        self.body = body
+        self.name = name
+
+    def readinto(self, buffer) -> int:
+        if self.body is None:
+            return 0
+        try:
+            return self.body.readinto(buffer)
+        except NETWORK_ERRORS as error:
+            raise TransientError(f"reading {self.name} broke off: {error}") from error
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
