@@ -87,7 +87,7 @@ class ResumableReader(io.RawIOBase):
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self.policy.attempts) | self._budget_spent,
-            wait=wait_exponential_jitter(multiplier=0.2, jitter=0.5, max=self.policy.max_wait),
+            wait=wait_exponential_jitter(multiplier=0.1, jitter=0.2, max=self.policy.max_wait),
             before_sleep=self._log_retry,
             reraise=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from colsum.broker import Publisher, Topology
+from colsum.errors import SourceChanged
 from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import LocalSource, Task, TaskStatus
+from executor.worker import Worker
 from tests.conftest import wait_for
 
 HEADER = ",".join(f"c{i}" for i in range(1, 11)) + "\n"
@@ -151,3 +154,48 @@ def test_a_task_not_finished_within_the_grace_goes_back_to_the_queue(
     release.set()
     queue = channel.queue_declare(settings.amqp_queue, passive=True).method
     assert queue.message_count == 1
+
+
+class ChangingStorage:
+    """A storage whose file is replaced mid-read on the first `changes` reads."""
+
+    def __init__(self, changes: int) -> None:
+        self.changes = changes
+        self.opens = 0
+
+    def open(self, source, stats, label):
+        self.opens += 1
+        if self.opens <= self.changes:
+            return _Raising(SourceChanged(f"{source.path} was replaced while it was being read"))
+        return io.BytesIO((HEADER + ROW).encode())
+
+
+class _Raising(io.RawIOBase):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer):
+        raise self.error
+
+
+def run_in_process(settings, store, storage) -> Task:
+    task = Task(source=LocalSource(path="a.csv"))
+    store.create(task)
+    Worker(settings, store, {"local": storage}).process(task.id)
+    return store.get(task.id)
+
+
+def test_a_file_replaced_during_the_read_is_summed_again_from_the_start(settings, store):
+    storage = ChangingStorage(changes=1)
+    task = run_in_process(settings, store, storage)
+    assert task.status is TaskStatus.DONE
+    assert storage.opens == 2
+
+
+def test_a_file_replaced_twice_fails_its_task(settings, store):
+    task = run_in_process(settings, store, ChangingStorage(changes=2))
+    assert task.status is TaskStatus.FAILED
+    assert task.error == "a.csv was replaced while it was being read, twice; not summed"
