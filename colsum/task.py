@@ -86,6 +86,14 @@ class TaskRequest(BaseModel):
 
     source: Source
     header: StrictBool | None = None
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+
+    @field_validator("delimiter")
+    @classmethod
+    def _is_a_delimiter(cls, delimiter: str) -> str:
+        if delimiter in ('"', "\r", "\n") or delimiter.isalnum() or delimiter in ".-+":
+            raise ValueError("must be one character that cannot be part of a number or a quote")
+        return delimiter
 
     @classmethod
     def from_body(cls, body: Any) -> TaskRequest:
@@ -93,8 +101,8 @@ class TaskRequest(BaseModel):
         if not isinstance(body, dict):
             return cls.model_validate(body)  # raises: the body must be an object
         fields = dict(body)
-        header = fields.pop("header", None)
-        return cls.model_validate({"source": fields, "header": header})
+        options = {name: fields.pop(name) for name in ("header", "delimiter") if name in fields}
+        return cls.model_validate({"source": fields, **options})
 
 
 COUNTERS = ("attempts", "resumes", "bytes_read")
@@ -110,6 +118,7 @@ class Task:
 
     source: LocalSource | S3Source
     header: bool | None = None
+    delimiter: str = ","
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: TaskStatus = TaskStatus.QUEUED
     created_at: str = field(default_factory=now)
@@ -124,7 +133,7 @@ class Task:
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> Task:
-        return cls(source=request.source, header=request.header)
+        return cls(source=request.source, header=request.header, delimiter=request.delimiter)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +141,7 @@ class Task:
             "status": self.status.value,
             "source": self.source.model_dump(),
             "header": self.header,
+            "delimiter": self.delimiter,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -149,6 +159,7 @@ class Task:
             "status": self.status.value,
             "source": self.source.model_dump_json(),
             "header": jsoncodec.dumps(self.header),
+            "delimiter": self.delimiter,
             "created_at": self.created_at,
         }
         for name in ("started_at", "finished_at", "error", *COUNTERS):
@@ -166,6 +177,7 @@ class Task:
             status=TaskStatus(record["status"]),
             source=_source_adapter.validate_json(record["source"]),
             header=jsoncodec.loads(record.get("header", "null")),
+            delimiter=record.get("delimiter", ","),
             created_at=record["created_at"],
             started_at=record.get("started_at"),
             finished_at=record.get("finished_at"),

@@ -171,7 +171,7 @@ class Worker:
     def _sum_once(self, task: Task, stats: ReadStats) -> dict[str, Any]:
         storage = self.storages[task.source.storage]
         with storage.open(task.source, stats, f"task {task.id}") as stream:
-            return summing.sum_columns(stream, task.header).to_result()
+            return summing.sum_columns(stream, task.header, task.delimiter).to_result()
 
     def _fail(self, task: Task, error: str, stats: ReadStats) -> None:
         log.info("task %s: failed: %s", task.id, error)

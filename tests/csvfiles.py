@@ -7,9 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 
-def write_numbers(path: Path, rows: int, columns: int = 40, seed: int = 0) -> list[Decimal]:
+def write_numbers(
+    path: Path, rows: int, columns: int = 40, seed: int = 0, empty: float = 0.05
+) -> list[Decimal]:
     """A CSV with a header and `rows` rows of integers and 2-decimal numbers, some negative
-    and some empty; returns the exact sums of columns 10, 20, 30, ..."""
+    and a share `empty` of cells empty; returns the exact sums of columns 10, 20, 30, ..."""
     rnd = random.Random(seed)
     summed = range(9, columns, 10)
     sums = [Decimal(0)] * len(summed)
@@ -19,9 +21,9 @@ def write_numbers(path: Path, rows: int, columns: int = 40, seed: int = 0) -> li
             cells = []
             for _column in range(columns):
                 kind = rnd.random()
-                if kind < 0.05:
+                if kind < empty:
                     cell = ""
-                elif kind < 0.5:
+                elif kind < 0.5 + empty / 2:
                     cell = str(rnd.randint(-(10**6), 10**6))
                 else:
                     cell = str(Decimal(rnd.randint(-(10**8), 10**8)).scaleb(-2))

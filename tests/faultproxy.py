@@ -1,7 +1,9 @@
 """An HTTP-unaware TCP proxy that makes a storage connection unstable, reproducibly.
 
-Each new connection draws its fate from a seeded random generator: answered at once with
-`503 SlowDown`, cut after a random number of response bytes, delayed, or passed through.
+Each new connection may be answered at once with `503 SlowDown`; each response on the
+others draws its fate from a seeded random generator: cut after a random number of its
+bytes, delayed, or passed through. Decisions per response, not per connection, because
+clients keep connections alive across many requests.
 It counts the bytes it forwards to the client, so a test can tell a resume from a restart.
 """
 
@@ -20,10 +22,10 @@ SLOW_DOWN = (
 
 @dataclass
 class Faults:
-    cut: float = 0.0  # share of connections cut mid-response
+    cut: float = 0.0  # share of responses cut midway
     cut_within: int = 1 << 20  # ...after a uniform number of bytes up to this
     slow_down: float = 0.0  # share of connections answered 503 SlowDown
-    delay: float = 0.0  # share of connections whose response starts late
+    delay: float = 0.0  # share of responses that start late
     max_delay: float = 0.2  # ...by up to this many seconds
     seed: int = 0
 
@@ -31,6 +33,7 @@ class Faults:
 @dataclass
 class Counts:
     connections: int = 0
+    responses: int = 0
     cuts: int = 0
     slow_downs: int = 0
     delays: int = 0
@@ -76,9 +79,8 @@ class FaultProxy:
 
     async def _handle(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter):
         self.counts.connections += 1
-        faults, draw = self.faults, self._random.random()
         try:
-            if draw < faults.slow_down:
+            if self._random.random() < self.faults.slow_down:
                 self.counts.slow_downs += 1
                 await client_in.readuntil(b"\r\n\r\n")
                 client_out.write(
@@ -88,17 +90,11 @@ class FaultProxy:
                 )
                 await client_out.drain()
                 return
-            cut_after = None
-            if draw < faults.slow_down + faults.cut:
-                cut_after = self._random.randint(1, faults.cut_within)
-            delay = 0.0
-            if self._random.random() < faults.delay:
-                self.counts.delays += 1
-                delay = self._random.uniform(0, faults.max_delay)
             server_in, server_out = await asyncio.open_connection(*self.target)
-            upstream = asyncio.create_task(self._pump(client_in, server_out))
+            asked = asyncio.Event()  # set when the client sends: the next bytes back answer it
+            upstream = asyncio.create_task(self._requests(client_in, server_out, asked))
             try:
-                await self._download(server_in, client_out, cut_after, delay)
+                await self._responses(server_in, client_out, asked)
             finally:
                 upstream.cancel()
                 server_out.close()
@@ -107,20 +103,28 @@ class FaultProxy:
         finally:
             client_out.transport.abort()
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _requests(self, source, sink, asked: asyncio.Event) -> None:
         try:
             while data := await source.read(65536):
+                asked.set()
                 sink.write(data)
                 await sink.drain()
         except ConnectionError:
             pass
 
-    async def _download(self, source, sink, cut_after: int | None, delay: float) -> None:
-        sent = 0
+    async def _responses(self, source, sink, asked: asyncio.Event) -> None:
+        faults = self.faults
+        sent, cut_after = 0, None
         while data := await source.read(65536):
-            if delay:
-                await asyncio.sleep(delay)
-                delay = 0.0
+            if asked.is_set():  # a new response: draw its fate
+                asked.clear()
+                self.counts.responses += 1
+                sent, cut_after = 0, None
+                if self._random.random() < faults.cut:
+                    cut_after = self._random.randint(1, faults.cut_within)
+                if self._random.random() < faults.delay:
+                    self.counts.delays += 1
+                    await asyncio.sleep(self._random.uniform(0, faults.max_delay))
             if cut_after is not None and sent + len(data) >= cut_after:
                 data = data[: cut_after - sent]
                 sink.write(data)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def s3_api(bucket, services):
     """The API and two executors whose S3 endpoint is a proxy cutting a third of its
-    connections mid-body, answering some requests 503 SlowDown and delaying others."""
+    responses mid-body, answering some connections 503 SlowDown and delaying others."""
     faults = Faults(cut=0.33, cut_within=12_000_000, slow_down=0.05, delay=0.2, seed=11)
     proxy = FaultProxy(int(bucket.settings.aws_url.rsplit(":", 1)[1]), faults)
     env = {
@@ -55,7 +55,7 @@ def test_tasks_survive_cut_connections_with_exact_sums_and_without_restarts(
         assert record["status"] == "done", record["error"]
         assert [c["sum"] for c in record["result"]["columns"]] == expected[key]
         assert record["bytes_read"] == sizes[key]
-    assert proxy.counts.cuts >= 4
+    assert proxy.counts.cuts >= proxy.counts.responses / 5
     # A cut that falls between two responses is botocore's to retry, not a resume.
     assert sum(record["resumes"] for record in records) >= proxy.counts.cuts // 2
     assert proxy.counts.bytes_down < 1.5 * sum(sizes[key] for key in keys)

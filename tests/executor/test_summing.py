@@ -9,7 +9,9 @@ import pytest
 
 from colsum import jsoncodec
 from colsum.errors import InvalidCSV
+from executor import fastsum, summing
 from executor.summing import sum_columns
+from tests.csvfiles import write_numbers
 
 HEADER = ",".join(f"h{i}" for i in range(1, 21))
 
@@ -136,7 +138,85 @@ def test_an_unclosed_quote_fails_naming_its_line():
         sums(f'{HEADER}\n{row()}\n"open,{row()[2:]}\n')
 
 
-def test_text_that_is_not_utf8_fails_clearly():
-    data = f"{HEADER}\n".encode() + row(c10="1").encode().replace(b"1", b"\xff", 1) + b"\n"
-    with pytest.raises(InvalidCSV, match="not UTF-8"):
-        sum_columns(io.BytesIO(data))
+def test_bytes_that_are_not_utf8_fail_only_in_a_summed_cell():
+    latin1 = row(c2="caf\xe9").encode("latin-1")
+    assert sum_columns(io.BytesIO(latin1 + b"\n" + latin1 + b"\n")).to_result()["rows"] == 2
+    bad = row(c10="1\xff").encode("latin-1")
+    with pytest.raises(InvalidCSV, match=r"^line 2, column 10: '1\\udcff' is not a number$"):
+        sum_columns(io.BytesIO(f"{row()}\n".encode() + bad + b"\n"))
+
+
+@pytest.mark.parametrize(
+    ("cell", "value"),
+    [
+        (" 7 ", 7),
+        ("+5", 5),
+        ("1.5e3", 1500),
+        ("-0", 0),
+        ("-0.0", 0),
+        ("18446744073709551617", 18446744073709551617),  # 2**64 + 1
+        ("0.1234567890123", Decimal("0.1234567890123")),  # more decimals than the fast path
+        ('"12.5"', Decimal("12.5")),  # quoted
+    ],
+)
+def test_numbers_as_csv_writers_write_them(cell: str, value):
+    assert sums(f"{HEADER}\n{row(c10=cell)}\n")["columns"][0]["sum"] == value
+
+
+def test_quoted_fields_may_hold_delimiters_quotes_and_newlines():
+    text = f'{HEADER}\n"a,b","say ""hi""","two\nlines",{row(c10="5")[6:]}\n{row(c10="1")}\n'
+    assert sums(text)["columns"][0] == {"column": 10, "name": "h10", "sum": 6}
+
+
+def test_a_semicolon_delimited_file_with_decimal_points():
+    text = f"{HEADER}\n{row(c10='1.5')}\n".replace(",", ";")
+    result = sum_columns(io.BytesIO(text.encode()), delimiter=";").to_result()
+    assert result["columns"][0] == {"column": 10, "name": "h10", "sum": Decimal("1.5")}
+
+
+def test_sums_beyond_38_digits_stay_exact():
+    big = "9" * 29 + ".5"
+    text = "".join(f"{row(c10=big)}\n" for _ in range(100))
+    assert sums(text)["columns"][0]["sum"] == Decimal("9" * 29 + "50")
+
+
+def test_the_sums_do_not_depend_on_where_the_stream_is_cut(monkeypatch, tmp_path):
+    expected = write_numbers(tmp_path / "n.csv", rows=3000, columns=25, seed=9)
+    for size in (1, 7, 100, 4096, 1 << 20):
+        monkeypatch.setattr(summing, "CHUNK_SIZE", size)
+        with (tmp_path / "n.csv").open("rb") as stream:
+            result = sum_columns(stream)
+        assert [c.sum for c in result.columns] == expected
+        assert result.rows == 3000
+
+
+def test_the_fast_path_and_the_exact_path_agree_to_the_last_digit(tmp_path):
+    write_numbers(tmp_path / "n.csv", rows=5000, columns=40, seed=4)
+    data = (tmp_path / "n.csv").read_bytes().split(b"\n", 1)[1]
+    layout = summing.Layout(width=40, delimiter=",")
+    fast = fastsum.sum_chunk(data, 40, layout.indexes, ",")
+    assert fast is not None
+    assert fast[:2] == summing.exact_chunk(data, 2, layout)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"1,2,3,4,5,6,7,8,9,1.5e3\n",  # an exponent
+        b"1,2,3,4,5,6,7,8,9,0.1234567891\n",  # ten decimals
+        b'1,2,3,4,5,6,7,8,9,"1"\n',  # quotes
+        b"1,2,3,4,5,6,7,8,9,\n1,2,3,4,5,6,7,8,9\n",  # a short row
+        b"1,2,3,4,5,6,7,8,9,\n\n",  # a blank line
+        b"1,2,3,4,5,6,7,8,9, 7\n",  # a space
+        b"1,2,3,4,5,6,7,8,9,1,2\n",  # a long row
+    ],
+)
+def test_the_fast_path_steps_aside_when_it_cannot_prove_its_sum(data: bytes):
+    assert fastsum.sum_chunk(data, 10, range(9, 10, 10), ",") is None
+
+
+def test_a_long_row_and_a_short_row_that_balance_are_still_found():
+    text = f"{row()}\n{row()},1\n{row()[2:]}\n"
+    message = r"^line 2: expected 20 fields like the first row, found 21$"
+    with pytest.raises(InvalidCSV, match=message):
+        sums(text)

@@ -1,0 +1,111 @@
+"""A Colsum stack of its own for a benchmark: a backend and executors under private names in
+the Redis and RabbitMQ of REDIS_URL and AMQP_URL, removed again afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from colsum import broker  # noqa: E402
+from colsum.settings import Settings  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.name = f"colsum-bench-{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATA_DIR": str(data_dir),
+            "REDIS_PREFIX": f"{self.name}:",
+            "AMQP_EXCHANGE": self.name,
+            "AMQP_QUEUE": self.name,
+            "PORT": str(self.port),
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.executors: list[subprocess.Popen] = []
+        self.backend = self._start("backend")
+
+    def _start(self, module: str, **env: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env={**self.env, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start_executor(self, **env: str) -> None:
+        self.executors.append(self._start("executor", **env))
+
+    def stop_executors(self) -> None:
+        for process in self.executors:
+            process.terminate()
+            process.wait()
+        self.executors = []
+
+    def wait_ready(self) -> None:
+        for _ in range(200):
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(f"{self.api}/tasks/active", timeout=1)
+                return
+            time.sleep(0.1)
+        raise SystemExit("the backend did not start")
+
+    def post_to_done(self, source: dict) -> tuple[float, dict]:
+        """Seconds from POST /tasks to status done, and the final record."""
+        started = time.perf_counter()
+        response = requests.post(f"{self.api}/tasks", json=source, timeout=10)
+        response.raise_for_status()
+        while True:
+            task = requests.get(f"{self.api}{response.headers['Location']}", timeout=10).json()
+            if task["status"] == "done":
+                return time.perf_counter() - started, task
+            if task["status"] == "failed":
+                raise SystemExit(f"task failed: {task['error']}")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.stop_executors()
+        self.backend.terminate()
+        self.backend.wait()
+        settings = Settings.from_env()
+        client = redis.Redis.from_url(settings.redis_url)
+        for key in client.scan_iter(match=f"{self.name}:*"):
+            client.delete(key)
+        connection = broker.connect(settings.amqp_url)
+        channel = connection.channel()
+        channel.queue_delete(self.name)
+        channel.exchange_delete(self.name)
+        connection.close()
+
+
+@contextlib.contextmanager
+def stack(data_dir: Path, **env: str) -> Iterator[Stack]:
+    running = Stack(data_dir, **env)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.close()
