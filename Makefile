@@ -7,7 +7,7 @@ EXECUTORS ?= 2
 PORT ?= 8000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint format clean
+.PHONY: install run test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python scripts/services.py -- $(BIN)/python bench/engines.py --e2e $(BENCH_ARGS)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -22,7 +22,7 @@ from executor import fastsum
 from executor.chunks import chunks, first_record_end
 
 EVERY = 10
-CHUNK_SIZE = 32 << 20
+CHUNK_SIZE = 8 << 20
 BOM = b"\xef\xbb\xbf"
 
 # Decimal's default context rounds to 28 digits; this one is wide enough for any sum of

@@ -39,6 +39,12 @@ def test_post_publishes_a_persistent_message_naming_the_task(client, channel, se
     assert properties.delivery_mode == 2
 
 
+def test_post_takes_a_delimiter_and_the_task_keeps_it(client):
+    task = post(client, {**LOCAL, "delimiter": ";"}).get_json()
+    assert task["delimiter"] == ";"
+    assert client.get(f"/tasks/{task['id']}").get_json()["delimiter"] == ";"
+
+
 def test_post_accepts_an_s3_source(client):
     body = {"storage": "s3", "bucket": "my-bucket", "key": "dir/file.csv"}
     response = post(client, body)
@@ -71,6 +77,8 @@ def test_get_an_unknown_task_is_404_with_a_json_error(client):
         ({"storage": "local", "path": ""}, "'path' string should have at least 1 character"),
         ({"storage": "local", "path": 5}, "'path' input should be a valid string"),
         ({**LOCAL, "header": "yes"}, "'header' input should be a valid boolean"),
+        ({**LOCAL, "delimiter": ";;"}, "'delimiter' string should have at most 1 character"),
+        ({**LOCAL, "delimiter": "."}, "'delimiter' must be one character that cannot be part"),
         ({"storage": "s3", "bucket": "Bad_Bucket", "key": "k"}, "'bucket' must be an S3 bucket"),
         ({"storage": "s3", "bucket": "bucket"}, "'key' is required"),
         ([LOCAL], "the body must be a JSON object"),

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 SAMPLE_SUMS = [
     {"column": 10, "name": "revenue", "sum": Decimal("4617083.41")},
-    {"column": 20, "name": "margin", "sum": Decimal("1123509.60")},
+    {"column": 20, "name": "margin", "sum": Decimal("1123509.6")},
     {"column": 30, "name": "stock_delta", "sum": Decimal("-10269")},
 ]
 
