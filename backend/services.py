@@ -24,7 +24,9 @@ class Services:
         # publisher on first publish, so each gunicorn worker gets its own after the fork.
         return cls(
             settings=settings,
-            store=TaskStore(store.connect(settings.redis_url), settings.redis_prefix),
+            store=TaskStore(
+                store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
+            ),
             publisher=Publisher(settings.amqp_url, Topology.from_settings(settings)),
         )
 

@@ -28,6 +28,8 @@ def create():
         # The client gets no id, so nobody would ever look at this record again.
         found.store.discard(task.id)
         raise
+    # Had this process died before here, the sweeper would publish the task again.
+    found.store.published(task.id)
     return task.to_json(), 202, {"Location": f"/tasks/{task.id}"}
 
 

@@ -96,8 +96,9 @@ class Stack:
             client.delete(key)
         connection = broker.connect(settings.amqp_url)
         channel = connection.channel()
-        channel.queue_delete(self.name)
-        channel.exchange_delete(self.name)
+        for name in (self.name, f"{self.name}.dead"):
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
         connection.close()
 
 

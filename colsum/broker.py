@@ -14,7 +14,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from colsum import jsoncodec
-from colsum.errors import BrokerUnavailable
+from colsum.errors import BrokerMisconfigured, BrokerUnavailable
 from colsum.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,22 +33,49 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 
 @dataclass(frozen=True)
 class Topology:
-    """A durable direct exchange routing every task to one durable shared queue."""
+    """A durable direct exchange routing every task to one durable shared queue; messages
+    delivered `delivery_limit` times go to a dead-letter queue beside it."""
 
     exchange: str
     queue: str
+    delivery_limit: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
-        return cls(exchange=settings.amqp_exchange, queue=settings.amqp_queue)
+        return cls(settings.amqp_exchange, settings.amqp_queue, settings.delivery_limit)
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.exchange}.dead"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.queue}.dead"
 
     def declare(self, channel: BlockingChannel) -> None:
         """Idempotent: both services call it, whichever starts first creates the objects."""
         channel.exchange_declare(self.exchange, exchange_type="direct", durable=True)
-        # A quorum queue is replicated and durable: RabbitMQ's recommended queue for work
-        # that must not be lost.
-        channel.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.exchange_declare(self.dead_exchange, exchange_type="fanout", durable=True)
+        # Quorum queues are replicated and durable, RabbitMQ's queues for work that must not
+        # be lost, and they count deliveries, which makes x-delivery-limit possible.
+        quorum = {"x-queue-type": "quorum"}
+        arguments = {
+            **quorum,
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_exchange,
+        }
+        try:
+            channel.queue_declare(self.queue, durable=True, arguments=arguments)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code != 406:  # PRECONDITION_FAILED: declared before, otherwise
+                raise
+            raise BrokerMisconfigured(
+                f"queue {self.queue!r} exists with other arguments than {arguments}; delete "
+                f"it (rabbitmqctl delete_queue {self.queue}) or set AMQP_QUEUE to a new name"
+            ) from error
+        channel.queue_declare(self.dead_queue, durable=True, arguments=quorum)
         channel.queue_bind(self.queue, self.exchange, routing_key=ROUTING_KEY)
+        channel.queue_bind(self.dead_queue, self.dead_exchange)
 
 
 def connect(url: str) -> pika.BlockingConnection:
@@ -74,6 +101,11 @@ def decode(body: bytes) -> str:
     if not isinstance(task_id, str):
         raise ValueError(f"not a Colsum task message: {body[:100]!r}")
     return task_id
+
+
+def delivery_count(properties: pika.BasicProperties) -> int:
+    """How often RabbitMQ delivered this message before (quorum queues count)."""
+    return int((properties.headers or {}).get("x-delivery-count", 0))
 
 
 class Publisher:

@@ -24,6 +24,10 @@ class BrokerUnavailable(ColsumError):
     """RabbitMQ did not take the message (down, unreachable, or it did not confirm)."""
 
 
+class BrokerMisconfigured(BrokerUnavailable):
+    """RabbitMQ holds objects under our names that do not fit: an operator must act."""
+
+
 class StoreUnavailable(ColsumError):
     """Redis could not be reached."""
 
@@ -31,3 +35,7 @@ class StoreUnavailable(ColsumError):
 class SourceChanged(PermanentError):
     """The file was replaced while it was being read: its bytes so far belong to another
     version, so the sum must start again from byte 0 (once) or fail."""
+
+
+class TaskInterrupted(ColsumError):
+    """The task was stopped from outside (its time limit): the reason is already recorded."""

@@ -36,6 +36,19 @@ class Settings:
     s3_read_timeout: float = 30.0
     # How long an executor lets the task in hand finish after SIGTERM before requeueing it.
     stop_grace: float = 30.0
+    # A task running longer fails; keep it below RabbitMQ's consumer_timeout.
+    task_time_limit: float = 3600.0
+    # Deliveries of one message before it is dead-lettered and its task fails: a task
+    # that keeps killing its executor must not loop for ever.
+    delivery_limit: int = 5
+    # Seconds a finished record is kept.
+    record_ttl: int = 7 * 24 * 3600
+    # An executor renews the lease on its task; a task whose lease ran out is taken over.
+    lease: float = 30.0
+    # How often some executor looks for orphans: tasks recorded but never published (after
+    # `outbox_grace` seconds) and running tasks without a lease.
+    sweep_interval: float = 10.0
+    outbox_grace: float = 30.0
     log_level: str = "INFO"
 
     @classmethod
@@ -78,5 +91,11 @@ class Settings:
             s3_connect_timeout=number("S3_CONNECT_TIMEOUT", defaults.s3_connect_timeout),
             s3_read_timeout=number("S3_READ_TIMEOUT", defaults.s3_read_timeout),
             stop_grace=number("STOP_GRACE", defaults.stop_grace),
+            task_time_limit=number("TASK_TIME_LIMIT", defaults.task_time_limit),
+            delivery_limit=number("DELIVERY_LIMIT", defaults.delivery_limit, int),
+            record_ttl=number("RECORD_TTL", defaults.record_ttl, int),
+            lease=number("LEASE", defaults.lease),
+            sweep_interval=number("SWEEP_INTERVAL", defaults.sweep_interval),
+            outbox_grace=number("OUTBOX_GRACE", defaults.outbox_grace),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
         )

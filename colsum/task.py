@@ -105,7 +105,7 @@ class TaskRequest(BaseModel):
         return cls.model_validate({"source": fields, **options})
 
 
-COUNTERS = ("attempts", "resumes", "bytes_read")
+COUNTERS = ("attempt", "attempts", "resumes", "bytes_read")
 
 
 def now() -> str:
@@ -126,6 +126,9 @@ class Task:
     finished_at: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # Which executor holds (or last held) the task, and on which delivery of its message.
+    executor: str | None = None
+    attempt: int | None = None
     # What reading the file cost, once the task has finished.
     attempts: int | None = None
     resumes: int | None = None
@@ -147,6 +150,8 @@ class Task:
             "finished_at": self.finished_at,
             "result": self.result,
             "error": self.error,
+            "executor": self.executor,
+            "attempt": self.attempt,
             "attempts": self.attempts,
             "resumes": self.resumes,
             "bytes_read": self.bytes_read,
@@ -162,7 +167,7 @@ class Task:
             "delimiter": self.delimiter,
             "created_at": self.created_at,
         }
-        for name in ("started_at", "finished_at", "error", *COUNTERS):
+        for name in ("started_at", "finished_at", "error", "executor", *COUNTERS):
             if (value := getattr(self, name)) is not None:
                 record[name] = str(value)
         if self.result is not None:
@@ -183,5 +188,6 @@ class Task:
             finished_at=record.get("finished_at"),
             result=jsoncodec.loads(result) if result is not None else None,
             error=record.get("error"),
+            executor=record.get("executor"),
             **{name: int(record[name]) for name in COUNTERS if name in record},
         )

@@ -1,6 +1,10 @@
 """`python -m executor`: one executor process, consuming the shared queue until SIGTERM."""
 
+import logging
+import sys
+
 from colsum import logs, store
+from colsum.errors import BrokerMisconfigured
 from colsum.settings import Settings
 from executor.storage import storages
 from executor.worker import Worker
@@ -9,8 +13,14 @@ from executor.worker import Worker
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings)
-    task_store = store.TaskStore(store.connect(settings.redis_url), settings.redis_prefix)
-    Worker(settings, task_store, storages(settings)).run()
+    task_store = store.TaskStore(
+        store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
+    )
+    try:
+        Worker(settings, task_store, storages(settings)).run()
+    except BrokerMisconfigured as error:
+        logging.getLogger("executor").error("%s", error)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

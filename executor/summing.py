@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from typing import Any, BinaryIO
 
-from colsum.errors import InvalidCSV
+from colsum.errors import InvalidCSV, TaskInterrupted
 from executor import fastsum
 from executor.chunks import chunks, first_record_end
 
@@ -87,12 +88,18 @@ def parse_number(cell: str) -> Decimal | None:
     return value
 
 
-def sum_columns(stream: BinaryIO, header: bool | None = None, delimiter: str = ",") -> Sums:
+def sum_columns(
+    stream: BinaryIO,
+    header: bool | None = None,
+    delimiter: str = ",",
+    cancel: threading.Event | None = None,
+) -> Sums:
     """Sum columns 10, 20, 30, ... of a CSV.
 
     `header`: True or False forces it; None takes the first record as a header when one of
     its summed cells is not a number. Blank lines are skipped. A cell that is not a number
     or a record of another width raises InvalidCSV naming the line as an editor numbers it.
+    Setting `cancel` stops the work at the next chunk with TaskInterrupted.
     """
     start, line = _first_record(stream)
     if start is None:
@@ -114,6 +121,8 @@ def sum_columns(stream: BinaryIO, header: bool | None = None, delimiter: str = "
         # releases the GIL. One thread, so chunks are summed in order and lines add up.
         pending: Future[tuple[int, list[Decimal]]] | None = None
         for data in chunks(stream, CHUNK_SIZE, start):
+            if cancel is not None and cancel.is_set():
+                raise TaskInterrupted("cancelled")
             following = pool.submit(summer, data)
             if pending is not None:
                 rows, totals = _add(rows, totals, pending.result())

@@ -3,6 +3,9 @@
 Stopping follows rq: the first SIGTERM (or Ctrl-C) is a warm stop - take no new task and
 finish the one in hand within `stop_grace` seconds; the second is a cold stop. Either way a
 task that is not finished in time goes back to the queue for another executor.
+
+Delivery is at least once: a message is acked only after its task's outcome is in Redis,
+and a redelivered message of a finished task is acked without redoing it.
 """
 
 from __future__ import annotations
@@ -17,15 +20,24 @@ from concurrent.futures import Future
 from typing import Any
 
 import pika
+from pika.adapters.blocking_connection import BlockingChannel
 
 from colsum import broker
 from colsum.broker import Topology
-from colsum.errors import PermanentError, SourceChanged, StoreUnavailable, TransientError
+from colsum.errors import (
+    BrokerMisconfigured,
+    PermanentError,
+    SourceChanged,
+    StoreUnavailable,
+    TaskInterrupted,
+    TransientError,
+)
 from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import Task
 from executor import summing
 from executor.storage import ReadStats, Storage
+from executor.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +51,33 @@ class Worker:
         self.storages = storages
         self.topology = Topology.from_settings(settings)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.sweeper = Sweeper(settings, store)
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Consume until stopped, reconnecting with backoff whenever RabbitMQ goes away."""
+        """Consume until stopped, reconnecting with backoff when RabbitMQ or Redis goes away."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
         log.info("executor %s consuming %r", self.name, self.topology.queue)
         failures = 0
-        while not self.stopping:
-            try:
-                self._consume()
-                failures = 0
-            except broker.CONNECTION_ERRORS as error:
-                failures += 1
-                delay = min(MAX_RECONNECT_DELAY, 0.5 * 2**failures)
-                log.warning("RabbitMQ connection lost (%r); reconnecting in %.1fs", error, delay)
-                self._wait_for_task_in_hand()
-                self._sleep(delay)
+        try:
+            while not self.stopping:
+                try:
+                    self._consume()
+                    failures = 0
+                except BrokerMisconfigured:
+                    raise
+                except (*broker.CONNECTION_ERRORS, StoreUnavailable) as error:
+                    failures += 1
+                    delay = min(MAX_RECONNECT_DELAY, 0.5 * 2**failures)
+                    log.warning("lost RabbitMQ or Redis (%r); reconnecting in %.1fs", error, delay)
+                    self._wait_for_task_in_hand()
+                    self._sleep(delay)
+        finally:
+            self.sweeper.close()
         log.info("executor %s stopped", self.name)
 
     def _consume(self) -> None:
@@ -68,17 +86,23 @@ class Worker:
             channel = connection.channel()
             self.topology.declare(channel)
             channel.basic_qos(prefetch_count=1)
+            # Messages RabbitMQ gave up on (delivery limit) arrive here, on a channel of
+            # their own, and are handled between the tasks of the main loop.
+            dead = connection.channel()
+            dead.basic_qos(prefetch_count=10)
+            dead.basic_consume(self.topology.dead_queue, self._on_dead_letter)
             # inactivity_timeout wakes the loop every second so it notices a stop request.
-            for method, _properties, body in channel.consume(
+            for method, properties, body in channel.consume(
                 self.topology.queue, inactivity_timeout=1
             ):
                 if self.stopping:
                     if method is not None:
                         channel.basic_nack(method.delivery_tag, requeue=True)
                     break
+                self.sweeper.maybe_sweep()
                 if method is None:
                     continue
-                if self._handle(connection, body):
+                if self._handle(connection, body, properties):
                     channel.basic_ack(method.delivery_tag)
                 else:
                     channel.basic_nack(method.delivery_tag, requeue=True)
@@ -86,21 +110,39 @@ class Worker:
             if connection.is_open:
                 connection.close()
 
-    def _handle(self, connection: pika.BlockingConnection, body: bytes) -> bool:
+    def _handle(
+        self, connection: pika.BlockingConnection, body: bytes, properties: pika.BasicProperties
+    ) -> bool:
         """Process one message; True to ack it, False to give it back to the queue."""
         try:
             task_id = broker.decode(body)
         except ValueError as error:
             log.error("dropping a message: %s", error)
             return True
-        self._in_hand = self._start_thread(connection, task_id)
+        attempt = broker.delivery_count(properties) + 1
+        cancel = threading.Event()
+        self._in_hand = self._start_thread(connection, task_id, attempt, cancel)
+        started = time.monotonic()
+        renewed = started
         # The task runs on its own thread so that this one keeps answering RabbitMQ's
-        # heartbeats: a pika callback that blocks for a long file loses the connection.
+        # heartbeats (a pika callback that blocks for a long file loses the connection)
+        # and renews the task's lease.
         while not self._in_hand.done():
             connection.process_data_events(time_limit=1)
-            if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+            now = time.monotonic()
+            if self._stop_deadline is not None and now > self._stop_deadline:
                 log.warning("task %s not finished within the stop grace; requeueing", task_id)
+                cancel.set()
                 return False
+            if now - started > self.settings.task_time_limit:
+                cancel.set()
+                limit = self.settings.task_time_limit
+                self.store.fail(task_id, f"stopped: ran longer than TASK_TIME_LIMIT ({limit:g} s)")
+                log.warning("task %s: over its time limit; failed", task_id)
+                return True
+            if now - renewed > self.settings.lease / 3:
+                self.store.renew_lease(task_id, self.name, self.settings.lease)
+                renewed = now
         try:
             self._in_hand.result()
         except StoreUnavailable as error:
@@ -109,12 +151,18 @@ class Worker:
             return False
         return True
 
-    def _start_thread(self, connection: pika.BlockingConnection, task_id: str) -> Future[None]:
+    def _start_thread(
+        self,
+        connection: pika.BlockingConnection,
+        task_id: str,
+        attempt: int,
+        cancel: threading.Event,
+    ) -> Future[None]:
         future: Future[None] = Future()
 
         def work() -> None:
             try:
-                self.process(task_id)
+                self.process(task_id, attempt, cancel)
                 future.set_result(None)
             except BaseException as error:
                 future.set_exception(error)
@@ -127,19 +175,39 @@ class Worker:
         threading.Thread(target=work, name=f"task-{task_id}", daemon=True).start()
         return future
 
+    def _on_dead_letter(
+        self, channel: BlockingChannel, method: Any, properties: Any, body: bytes
+    ) -> None:
+        try:
+            task_id = broker.decode(body)
+        except ValueError as error:
+            log.error("dropping a dead letter: %s", error)
+        else:
+            deliveries = self.settings.delivery_limit + 1
+            reason = (
+                f"gave up after {deliveries} deliveries: the task stopped its executor each time"
+            )
+            if self.store.fail(task_id, reason):
+                log.error("task %s: %s", task_id, reason)
+        channel.basic_ack(method.delivery_tag)
+
     # -- one task -------------------------------------------------------------------------
 
-    def process(self, task_id: str) -> None:
+    def process(
+        self, task_id: str, attempt: int = 1, cancel: threading.Event | None = None
+    ) -> None:
         """Run one task to done or failed; only an unreachable Redis escapes from here."""
-        task = self.store.claim(task_id)
+        task = self.store.claim(task_id, self.name, attempt, self.settings.lease)
         if task is None:
             log.info("task %s is finished or unknown; nothing to do", task_id)
             return
-        log.info("task %s: summing %s", task_id, task.source.describe())
+        log.info("task %s: summing %s (attempt %d)", task_id, task.source.describe(), attempt)
         started = time.monotonic()
         stats = ReadStats()
         try:
-            result = self._sum(task, stats)
+            result = self._sum(task, stats, cancel)
+        except TaskInterrupted:
+            log.info("task %s: interrupted", task_id)
         except PermanentError as error:
             self._fail(task, str(error), stats)
         except TransientError as error:
@@ -158,20 +226,23 @@ class Worker:
                 stats.resumes,
             )
 
-    def _sum(self, task: Task, stats: ReadStats) -> dict[str, Any]:
+    def _sum(self, task: Task, stats: ReadStats, cancel: threading.Event | None) -> dict[str, Any]:
         try:
-            return self._sum_once(task, stats)
+            return self._sum_once(task, stats, cancel)
         except SourceChanged as error:
             log.warning("task %s: %s; summing it again from the start", task.id, error)
         try:
-            return self._sum_once(task, stats)
+            return self._sum_once(task, stats, cancel)
         except SourceChanged as error:
             raise SourceChanged(f"{error}, twice; not summed") from None
 
-    def _sum_once(self, task: Task, stats: ReadStats) -> dict[str, Any]:
+    def _sum_once(
+        self, task: Task, stats: ReadStats, cancel: threading.Event | None
+    ) -> dict[str, Any]:
         storage = self.storages[task.source.storage]
         with storage.open(task.source, stats, f"task {task.id}") as stream:
-            return summing.sum_columns(stream, task.header, task.delimiter).to_result()
+            sums = summing.sum_columns(stream, task.header, task.delimiter, cancel)
+            return sums.to_result()
 
     def _fail(self, task: Task, error: str, stats: ReadStats) -> None:
         log.info("task %s: failed: %s", task.id, error)

@@ -95,8 +95,10 @@ def settings(redis_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Settings
         client.delete(key)
     connection = broker.connect(amqp_url)
     channel = connection.channel()
-    channel.queue_delete(name)
-    channel.exchange_delete(name)
+    for queue in (name, f"{name}.dead"):
+        channel.queue_delete(queue)
+    for exchange in (name, f"{name}.dead"):
+        channel.exchange_delete(exchange)
     connection.close()
 
 

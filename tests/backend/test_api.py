@@ -116,8 +116,8 @@ def test_a_wrong_method_is_a_json_405(client):
 
 def test_active_counts_queued_and_running_tasks(client, store):
     first, second, _third = (post(client, LOCAL).get_json()["id"] for _ in range(3))
-    store.claim(first)
-    store.claim(second)
+    store.claim(first, "executor-a", 1, lease=30)
+    store.claim(second, "executor-b", 1, lease=30)
     store.complete(second, {"rows": 0, "columns": []})
     response = client.get("/tasks/active")
     assert response.status_code == 200
