@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -127,7 +128,19 @@ def start_rabbitmq(url: str) -> list[str] | None:
     say("starting rabbitmq-server (it takes a few seconds)")
     env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
     subprocess.run(command, check=True, env=env)
+    if wait_for(lambda: rabbitmq_answers(url), seconds=90):
+        configure_rabbitmq()
     return as_root(["rabbitmqctl", "stop"])
+
+
+def configure_rabbitmq() -> None:
+    """Apply deploy/rabbitmq.conf's consumer_timeout to the node started here."""
+    text = (ROOT / "deploy" / "rabbitmq.conf").read_text()
+    timeout = re.search(r"^consumer_timeout\s*=\s*(\d+)", text, re.MULTILINE)
+    setting = f"application:set_env(rabbit, consumer_timeout, {timeout[1]})." if timeout else ""
+    command = as_root(["rabbitmqctl", "eval", setting])
+    if setting and command:
+        subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
 
 
 def wait_for(check, seconds: float) -> bool:

@@ -5,12 +5,15 @@ With CI=true a service that does not answer fails the run; elsewhere its tests a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +30,10 @@ from moto.server import ThreadedMotoServer
 from backend import create_app
 from colsum import broker
 from colsum import store as task_store
+from colsum.broker import Publisher
 from colsum.settings import Settings
 from colsum.store import TaskStore
+from colsum.task import LocalSource, Task
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -73,12 +78,15 @@ def amqp_url() -> str:
 
 
 @pytest.fixture
-def settings(redis_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings whose Redis keys, exchange and queue belong to this test alone."""
+def settings(request, redis_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings whose Redis keys, exchange and queue belong to this test alone; a test
+    marked `@pytest.mark.settings(name=value)` changes those fields."""
     name = f"colsum-test-{uuid.uuid4().hex[:12]}"
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    marker = request.node.get_closest_marker("settings")
     yield Settings(
+        **(marker.kwargs if marker else {}),
         redis_url=redis_url,
         amqp_url=amqp_url,
         data_dir=data_dir,
@@ -145,6 +153,7 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         "STORAGE_MAX_WAIT": str(settings.storage_max_wait),
         "STOP_GRACE": str(settings.stop_grace),
         "STORAGE_BUDGET": str(settings.storage_budget),
+        "DELIVERY_LIMIT": str(settings.delivery_limit),
         "AWS_URL": settings.aws_url or "",
         "AWS_ID": settings.aws_id or "",
         "AWS_SECRET": settings.aws_secret or "",
@@ -197,10 +206,10 @@ class Services:
     def executor(self, **env: str) -> Service:
         return self.start("executor", **env)
 
-    def backend(self) -> str:
+    def backend(self, **env: str) -> str:
         """Start the API on a free port and return its base URL once it answers."""
         port = free_port()
-        service = self.start("backend", HOST="127.0.0.1", PORT=str(port))
+        service = self.start("backend", HOST="127.0.0.1", PORT=str(port), **env)
         url = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:
@@ -277,3 +286,144 @@ def bucket(settings: Settings, moto_url: str) -> Iterator[Bucket]:
         for item in page.get("Contents", []):
             client.delete_object(Bucket=name, Key=item["Key"])
     client.delete_bucket(Bucket=name)
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test's own, persisting with AOF, that the test may restart."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *options: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.directory),
+                "--maxmemory-policy",
+                "noeviction",
+                *options,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        wait_for(lambda: _answers(client), timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if not shutil.which("redis-server"):
+        _unavailable("redis-server is not installed (Debian package redis-server)")
+    server = RedisServer(free_port(), tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+HEADER = ",".join(f"c{i}" for i in range(1, 11)) + "\n"
+ROW = "1,2,3,4,5,6,7,8,9,10\n"
+
+
+@pytest.fixture
+def publisher(settings: Settings) -> Iterator[Publisher]:
+    publisher = Publisher(settings.amqp_url, broker.Topology.from_settings(settings))
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture
+def submit(store: TaskStore, publisher: Publisher) -> Callable[[str], str]:
+    """Create and publish a task for a file below DATA_DIR, as the backend does."""
+
+    def submit(path: str) -> str:
+        task = Task(source=LocalSource(path=path))
+        store.create(task)
+        publisher.publish(task.id)
+        store.published(task.id)
+        return task.id
+
+    return submit
+
+
+def finished(store: TaskStore, task_id: str) -> Task | None:
+    task = store.get(task_id)
+    return task if task and task.status.finished else None
+
+
+@dataclass
+class SlowFile:
+    dropped: int = 0  # readers that died before the row: after each, the pipe is fresh
+
+
+def slow_file(path: Path, seconds: float = 0, release: threading.Event | None = None) -> SlowFile:
+    """A named pipe serving a small CSV to each reader in turn: the header at once, the row
+    after `seconds` or once `release` is set. A reader that dies leaves it for the next, once
+    `dropped` has counted it (a reader opening before then would share the dead one's pipe).
+    """
+    os.mkfifo(path)
+    state = SlowFile()
+
+    def reader_left() -> bool:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # ENXIO: nobody has the pipe open for reading
+            return True
+        return False
+
+    def ready() -> bool:
+        """Time for the row; False if the reader died waiting (its pipe must be dropped)."""
+        if release is None:
+            time.sleep(seconds)
+            return True
+        while not release.wait(0.05):
+            if reader_left():
+                return False
+        return True
+
+    def serve() -> None:
+        while True:
+            # Closing both ends drops what a dead reader left unread in the pipe.
+            with contextlib.suppress(BrokenPipeError), path.open("w") as pipe:
+                pipe.write(HEADER)
+                pipe.flush()
+                if not ready():
+                    state.dropped += 1
+                    continue
+                pipe.write(ROW)
+            while not reader_left():  # else the next open would join the same reader
+                time.sleep(0.05)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return state

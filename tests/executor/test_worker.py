@@ -2,71 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
-import pytest
-
-from colsum.broker import Publisher, Topology
 from colsum.errors import SourceChanged
-from colsum.settings import Settings
-from colsum.store import TaskStore
 from colsum.task import LocalSource, Task, TaskStatus
 from executor.worker import Worker
-from tests.conftest import wait_for
-
-HEADER = ",".join(f"c{i}" for i in range(1, 11)) + "\n"
-ROW = "1,2,3,4,5,6,7,8,9,10\n"
-
-
-@pytest.fixture
-def publisher(settings: Settings):
-    publisher = Publisher(settings.amqp_url, Topology.from_settings(settings))
-    yield publisher
-    publisher.close()
-
-
-@pytest.fixture
-def submit(store: TaskStore, publisher: Publisher) -> Callable[[str], str]:
-    def submit(path: str) -> str:
-        task = Task(source=LocalSource(path=path))
-        store.create(task)
-        publisher.publish(task.id)
-        return task.id
-
-    return submit
-
-
-def finished(store: TaskStore, task_id: str) -> Task | None:
-    task = store.get(task_id)
-    return task if task and task.status.finished else None
-
-
-def slow_file(
-    path: Path, seconds: float, release: threading.Event | None = None
-) -> threading.Thread:
-    """A named pipe that yields a small CSV over `seconds`, or once `release` is set."""
-    os.mkfifo(path)
-
-    def write() -> None:
-        # The reader may be gone (an executor that gave up on the task): that is fine.
-        with contextlib.suppress(BrokenPipeError), path.open("w") as pipe:
-            pipe.write(HEADER)
-            pipe.flush()
-            if release is not None:
-                release.wait(60)
-            else:
-                time.sleep(seconds)
-            pipe.write(ROW)
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    return thread
+from tests.conftest import HEADER, ROW, finished, slow_file, wait_for
 
 
 def test_a_bad_file_fails_its_task_and_the_executor_goes_on(settings, services, store, submit):

@@ -1,0 +1,104 @@
+"""Nothing lost, nothing stuck: executors killed, poison tasks, hung tasks, orphans."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from colsum.task import LocalSource, Task, TaskStatus
+from tests.conftest import HEADER, ROW, finished, slow_file, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def running_on(store, task_id: str, attempt: int) -> Task | None:
+    task = store.get(task_id)
+    return task if task.status is TaskStatus.RUNNING and task.attempt == attempt else None
+
+
+def holder(services, task: Task):
+    """The executor process named on the task's record."""
+    pid = int(task.executor.rsplit(":", 1)[1])
+    return next(s for s in services.started if s.process.pid == pid)
+
+
+def test_a_task_whose_executor_dies_is_taken_over_and_finished_once(
+    settings, services, store, submit
+):
+    release = threading.Event()
+    pipe = slow_file(settings.data_dir / "slow.csv", release=release)
+    services.executor()
+    task_id = submit("slow.csv")
+    first = wait_for(lambda: running_on(store, task_id, attempt=1))
+    holder(services, first).process.send_signal(signal.SIGKILL)
+    wait_for(lambda: pipe.dropped == 1)
+    services.executor()
+
+    second = wait_for(lambda: running_on(store, task_id, attempt=2), timeout=20)
+    assert second.executor != first.executor
+    release.set()
+    done = wait_for(lambda: finished(store, task_id))
+    assert done.status is TaskStatus.DONE
+    assert done.result == {"rows": 1, "columns": [{"column": 10, "name": "c10", "sum": 10}]}
+    assert (done.executor, done.attempt) == (second.executor, 2)
+
+
+@pytest.mark.settings(delivery_limit=1)
+def test_a_task_that_keeps_killing_its_executor_fails_after_the_delivery_limit(
+    settings, services, store, submit
+):
+    pipe = slow_file(settings.data_dir / "poison.csv", release=threading.Event())
+    services.executor()
+    task_id = submit("poison.csv")
+    for attempt in (1, 2):
+        task = wait_for(lambda attempt=attempt: running_on(store, task_id, attempt), timeout=20)
+        holder(services, task).process.send_signal(signal.SIGKILL)
+        wait_for(lambda attempt=attempt: pipe.dropped == attempt)
+        services.executor()
+    failed = wait_for(lambda: finished(store, task_id), timeout=20)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.error.startswith("gave up after 2 deliveries")
+    assert store.counts() == {"active": 0, "queued": 0, "running": 0}
+
+
+def test_a_task_over_its_time_limit_fails_and_the_executor_goes_on(
+    settings, services, store, submit
+):
+    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    services.executor(TASK_TIME_LIMIT="1")
+    hung, after = submit("hung.csv"), submit("a.csv")
+    failed = wait_for(lambda: finished(store, hung))
+    assert failed.status is TaskStatus.FAILED
+    assert failed.error == "stopped: ran longer than TASK_TIME_LIMIT (1 s)"
+    assert wait_for(lambda: finished(store, after)).status is TaskStatus.DONE
+
+
+def test_a_task_recorded_but_never_published_is_published_by_the_sweeper(settings, services, store):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    task = Task(source=LocalSource(path="a.csv"))
+    store.create(task)  # and then the backend died, before publishing
+    services.executor(SWEEP_INTERVAL="0.2", OUTBOX_GRACE="0.5")
+    assert wait_for(lambda: finished(store, task.id)).status is TaskStatus.DONE
+
+
+def test_a_running_task_whose_lease_ran_out_is_taken_over(settings, services, store):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    task = Task(source=LocalSource(path="a.csv"))
+    store.create(task)
+    # An executor took it, then vanished without RabbitMQ noticing; it renews nothing.
+    store.claim(task.id, "vanished:1", attempt=1, lease=0.5)
+    services.executor(SWEEP_INTERVAL="0.2")
+    done = wait_for(lambda: finished(store, task.id))
+    assert done.status is TaskStatus.DONE
+    assert done.executor != "vanished:1"
+
+
+def test_a_finished_record_expires_after_the_record_ttl(store):
+    task = Task(source=LocalSource(path="a.csv"))
+    store.create(task)
+    store.complete(task.id, {"rows": 0, "columns": []})
+    assert 0 < store.redis.ttl(store.keys.task(task.id)) <= store.record_ttl
+    assert store.counts() == {"active": 0, "queued": 0, "running": 0}
