@@ -7,7 +7,7 @@ EXECUTORS ?= 2
 PORT ?= 8000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format bench chaos clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/services.py -- $(BIN)/python bench/engines.py --e2e $(BENCH_ARGS)
+
+chaos: install
+	$(BIN)/python scripts/services.py -- $(BIN)/python scripts/chaos.py --restart-broker $(CHAOS_ARGS)
 
 format: install
 	$(BIN)/ruff check --fix .

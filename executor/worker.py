@@ -216,7 +216,9 @@ class Worker:
             log.exception("task %s: unexpected error", task_id)
             self._fail(task, f"internal error: {error!r}", stats)
         else:
-            self.store.complete(task.id, result, **stats.to_record())
+            if not self.store.complete(task.id, result, **stats.to_record()):
+                log.info("task %s: finished elsewhere meanwhile; this result is dropped", task_id)
+                return
             log.info(
                 "task %s: done, %d rows in %.2fs (%d attempts, %d resumes)",
                 task_id,
