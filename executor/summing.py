@@ -24,6 +24,9 @@ from executor.chunks import chunks, first_record_end
 
 EVERY = 10
 CHUNK_SIZE = 8 << 20
+# Below this, Polars' fixed cost (about 0.6 ms a call) exceeds what it saves.
+SMALL_CHUNK = 64 << 10
+FIRST_READ = 64 << 10
 BOM = b"\xef\xbb\xbf"
 
 # Decimal's default context rounds to 28 digits; this one is wide enough for any sum of
@@ -101,7 +104,7 @@ def sum_columns(
     or a record of another width raises InvalidCSV naming the line as an editor numbers it.
     Setting `cancel` stops the work at the next chunk with TaskInterrupted.
     """
-    start, line = _first_record(stream)
+    start, line, whole = _first_record(stream)
     if start is None:
         return Sums(rows=0, columns=[])
     end = first_record_end(start)
@@ -116,6 +119,10 @@ def sum_columns(
 
     summer = _ChunkSummer(layout, line)
     rows, totals = 0, [Decimal(0)] * len(layout.indexes)
+    if whole:  # the file was read whole already: no threads, no buffers
+        with localcontext(EXACT):
+            rows, totals = _add(rows, totals, summer(start)) if start else (rows, totals)
+        return _sums(layout, names, rows, totals)
     with localcontext(EXACT), ThreadPoolExecutor(1, thread_name_prefix="sum") as pool:
         # Each chunk is summed on the helper thread while this one reads the next: Polars
         # releases the GIL. One thread, so chunks are summed in order and lines add up.
@@ -129,6 +136,10 @@ def sum_columns(
             pending = following
         if pending is not None:
             rows, totals = _add(rows, totals, pending.result())
+    return _sums(layout, names, rows, totals)
+
+
+def _sums(layout: Layout, names: list[str | None], rows: int, totals: list[Decimal]) -> Sums:
     columns = [
         ColumnSum(column=i + 1, name=name, sum=total)
         for i, name, total in zip(layout.indexes, names, totals, strict=True)
@@ -152,7 +163,9 @@ class _ChunkSummer:
 
     def __call__(self, data: bytes) -> tuple[int, list[Decimal]]:
         layout = self.layout
-        fast = fastsum.sum_chunk(data, layout.width, layout.indexes, layout.delimiter)
+        fast = None
+        if len(data) >= SMALL_CHUNK:
+            fast = fastsum.sum_chunk(data, layout.width, layout.indexes, layout.delimiter)
         if fast is not None:
             rows, sums, lines = fast
         else:
@@ -205,20 +218,21 @@ def _check_width(row: list[str], layout: Layout, line: int) -> None:
         )
 
 
-def _first_record(stream: BinaryIO) -> tuple[bytes | None, int]:
-    """The start of the file, from its first non-blank line, and that line's number."""
-    data = stream.read(CHUNK_SIZE)
+def _first_record(stream: BinaryIO) -> tuple[bytes | None, int, bool]:
+    """The start of the file from its first non-blank line, that line's number, and
+    whether that is the whole file."""
+    data = stream.read(FIRST_READ)  # small: most tasks in a busy queue are small files
+    whole = len(data) < FIRST_READ  # a short read: the end of the file
     data = data.removeprefix(BOM)
     line = 1
     while True:
         stripped = data.lstrip(b"\r\n")
         line += data[: len(data) - len(stripped)].count(b"\n")
         data = stripped
-        if data and first_record_end(data) != -1:
-            return data, line
-        more = stream.read(CHUNK_SIZE)
-        if not more:
-            return (data or None), line
+        if whole or (data and first_record_end(data) != -1):
+            return (data or None), line, whole
+        more = stream.read(FIRST_READ)
+        whole = len(more) < FIRST_READ
         data += more
 
 

@@ -16,6 +16,14 @@ from tests.csvfiles import write_numbers
 HEADER = ",".join(f"h{i}" for i in range(1, 21))
 
 
+@pytest.fixture(autouse=True, params=["polars first", "small files exact"])
+def path(request, monkeypatch):
+    """Each rule holds whichever path sums: Polars first (as for any chunk of a big file,
+    falling back to the exact path), and the exact path that small files take."""
+    if request.param == "polars first":
+        monkeypatch.setattr(summing, "SMALL_CHUNK", 0)
+
+
 def row(**cells: str) -> str:
     """A 20-field row, zeros except the 1-based columns given as c10='1.5', c20='2'."""
     values = ["0"] * 20

@@ -1,0 +1,165 @@
+"""Tiny tasks through the whole path, beside a bare pika loop as the ceiling, in one run.
+
+    python bench/throughput.py [--tasks 2000] [--clients 16]
+
+Colsum: about `--tasks` tasks of a 3-row file are POSTed over HTTP by wrk (Debian package wrk;
+Python threads when it is missing, which cost more CPU) from `--clients` connections to a
+backend of 4 gunicorn workers with 2 executors; a task's latency is its record's
+finished_at - created_at. The bare loop: one process publishes as many messages, each
+waiting for its confirm, to 2 consumer processes (prefetch 1, manual ack, one Redis HSET).
+Both on the same 2 cores as the client, which costs them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pika
+import redis
+import requests
+from stack import ROOT, stack
+
+DATA = ROOT / "bench" / "data"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def colsum(tasks: int, clients: int) -> tuple[float, list[float], float]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / "tiny.csv").write_text("a,b,c,d,e,f,g,h,i,j\n" + "1,2,3,4,5,6,7,8,9,10\n" * 3)
+    with stack(DATA, WEB_CONCURRENCY="4") as running:
+        running.start_executor()
+        running.start_executor()
+        time.sleep(2)  # let the executors connect
+        started = time.perf_counter()
+        post_all(running.api, tasks, clients)
+        posting = time.perf_counter() - started
+        while requests.get(f"{running.api}/tasks/active", timeout=10).json()["active"]:
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+        client = redis.Redis.from_url(running.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        latencies = []
+        keys = list(client.scan_iter(match=f"{running.name}:task:*", count=1000))
+        for key in keys:
+            created, finished = client.hmget(key, "created_at", "finished_at")
+            latencies.append((stamp(finished) - stamp(created)) * 1000)
+    return len(keys) / seconds, latencies, len(keys) / posting
+
+
+def post_all(api: str, tasks: int, clients: int) -> None:
+    if shutil.which("wrk"):
+        # wrk runs for a time, not a count: long enough for about `tasks` at 800 POST/s.
+        seconds = max(1, round(tasks / 800))
+        script = str(ROOT / "bench" / "post.lua")
+        command = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", script, f"{api}/tasks"]
+        subprocess.run(command, check=True, capture_output=True)
+        return
+    session = requests.Session()
+
+    def post(_: int) -> None:
+        body = {"storage": "local", "path": "tiny.csv"}
+        session.post(f"{api}/tasks", json=body, timeout=30).raise_for_status()
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(post, range(tasks)))
+
+
+def stamp(value: bytes) -> float:
+    return datetime.fromisoformat(value.decode().replace("Z", "+00:00")).timestamp()
+
+
+def bare_loop(tasks: int) -> tuple[float, list[float]]:
+    name = f"colsum-bench-bare-{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url()))
+    channel = connection.channel()
+    channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.confirm_delivery()
+    consumers = [
+        subprocess.Popen([sys.executable, __file__, "--consume", name, str(tasks)], cwd=ROOT)
+        for _ in range(2)
+    ]
+    time.sleep(1.5)
+    started = time.perf_counter()
+    for _ in range(tasks):
+        channel.basic_publish(
+            "", name, str(time.time()).encode(), pika.BasicProperties(delivery_mode=2)
+        )
+    client = redis.Redis()
+    while client.hlen(name) < tasks:
+        time.sleep(0.01)
+    seconds = time.perf_counter() - started
+    latencies = [float(v) for v in client.hvals(name)]
+    for consumer in consumers:
+        consumer.terminate()
+        consumer.wait()
+    client.delete(name)
+    channel.queue_delete(name)
+    connection.close()
+    return tasks / seconds, latencies
+
+
+def consume(name: str) -> None:
+    """The bare loop's consumer: prefetch 1, one Redis write, then the ack."""
+    client = redis.Redis()
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url()))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1)
+
+    def on_message(channel, method, _properties, body) -> None:
+        latency_ms = (time.time() - float(body)) * 1000
+        client.hset(name, uuid.uuid4().hex, latency_ms)
+        channel.basic_ack(method.delivery_tag)
+
+    channel.basic_consume(name, on_message)
+    channel.start_consuming()
+
+
+def amqp_url() -> str:
+    return os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--consume", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.consume:
+        consume(args.consume[0])
+        return
+    rate, latencies, posts = colsum(args.tasks, args.clients)
+    rows = {
+        "bare pika loop (confirms, prefetch 1, ack, 1 Redis write)": bare_loop(args.tasks),
+        "Colsum via HTTP (POST -> done)": (rate, latencies),
+    }
+    lines = [
+        f"# Throughput: about {args.tasks} tiny tasks, 2 consumers/executors, one run",
+        "",
+        "| path | tasks/s | p50 latency | p99 latency |",
+        "| --- | --- | --- | --- |",
+    ]
+    for path, (rate, latencies) in rows.items():
+        lines.append(
+            f"| {path} | {rate:.0f} | {statistics.median(latencies):.1f} ms "
+            f"| {percentile(latencies, 0.99):.1f} ms |"
+        )
+    lines += ["", f"The backend alone accepted {posts:.0f} POST /tasks a second meanwhile."]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    (ROOT / "bench" / "throughput.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
