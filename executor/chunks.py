@@ -12,6 +12,12 @@ from typing import BinaryIO
 
 QUOTE = b'"'
 NEWLINE = b"\n"
+# No CSV record is this long; an unclosed quote makes the rest of a file look like one.
+MAX_RECORD = 64 << 20
+
+
+class RecordTooLong(ValueError):
+    """A record runs on past MAX_RECORD bytes."""
 
 
 def first_record_end(data: bytes) -> int:
@@ -59,6 +65,8 @@ def chunks(stream: BinaryIO, size: int, first: bytes = b"") -> Iterator[bytes]:
             continue  # a short read: fill the buffer before cutting it
         end = last_record_end(buffer, filled) if count else filled
         if end == -1:  # one record longer than the buffer
+            if len(buffer) >= MAX_RECORD:
+                raise RecordTooLong(f"a record longer than {MAX_RECORD >> 20} MiB")
             buffer.extend(bytes(len(buffer)))
             continue
         if end:

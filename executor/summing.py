@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from colsum.errors import InvalidCSV, TaskInterrupted
 from executor import fastsum
-from executor.chunks import chunks, first_record_end
+from executor.chunks import MAX_RECORD, RecordTooLong, chunks, first_record_end
 
 EVERY = 10
 CHUNK_SIZE = 8 << 20
@@ -127,13 +127,18 @@ def sum_columns(
         # Each chunk is summed on the helper thread while this one reads the next: Polars
         # releases the GIL. One thread, so chunks are summed in order and lines add up.
         pending: Future[tuple[int, list[Decimal]]] | None = None
-        for data in chunks(stream, CHUNK_SIZE, start):
-            if cancel is not None and cancel.is_set():
-                raise TaskInterrupted("cancelled")
-            following = pool.submit(summer, data)
+        try:
+            for data in chunks(stream, CHUNK_SIZE, start):
+                if cancel is not None and cancel.is_set():
+                    raise TaskInterrupted("cancelled")
+                following = pool.submit(summer, data)
+                if pending is not None:
+                    rows, totals = _add(rows, totals, pending.result())
+                pending = following
+        except RecordTooLong as error:
             if pending is not None:
-                rows, totals = _add(rows, totals, pending.result())
-            pending = following
+                pending.result()  # an error in an earlier chunk comes first
+            raise InvalidCSV(f"line {summer.line}: {error}; is a quote left open?") from None
         if pending is not None:
             rows, totals = _add(rows, totals, pending.result())
     return _sums(layout, names, rows, totals)
@@ -231,6 +236,8 @@ def _first_record(stream: BinaryIO) -> tuple[bytes | None, int, bool]:
         data = stripped
         if whole or (data and first_record_end(data) != -1):
             return (data or None), line, whole
+        if len(data) > MAX_RECORD:
+            raise InvalidCSV(f"line {line}: a record longer than {MAX_RECORD >> 20} MiB")
         more = stream.read(FIRST_READ)
         whole = len(more) < FIRST_READ
         data += more

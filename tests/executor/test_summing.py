@@ -9,7 +9,7 @@ import pytest
 
 from colsum import jsoncodec
 from colsum.errors import InvalidCSV
-from executor import fastsum, summing
+from executor import chunks, fastsum, summing
 from executor.summing import sum_columns
 from tests.csvfiles import write_numbers
 
@@ -227,4 +227,13 @@ def test_a_long_row_and_a_short_row_that_balance_are_still_found():
     text = f"{row()}\n{row()},1\n{row()[2:]}\n"
     message = r"^line 2: expected 20 fields like the first row, found 21$"
     with pytest.raises(InvalidCSV, match=message):
+        sums(text)
+
+
+def test_a_quote_left_open_fails_instead_of_reading_the_rest_as_one_record(monkeypatch):
+    monkeypatch.setattr(summing, "CHUNK_SIZE", 64)
+    monkeypatch.setattr(summing, "FIRST_READ", 64)
+    monkeypatch.setattr(chunks, "MAX_RECORD", 256)
+    text = f"{HEADER}\n{row()}\n\"{row()}\n" + f"{row()}\n" * 50
+    with pytest.raises(InvalidCSV, match=r"^line 3: a record longer than"):
         sums(text)
