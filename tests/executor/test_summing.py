@@ -234,6 +234,6 @@ def test_a_quote_left_open_fails_instead_of_reading_the_rest_as_one_record(monke
     monkeypatch.setattr(summing, "CHUNK_SIZE", 64)
     monkeypatch.setattr(summing, "FIRST_READ", 64)
     monkeypatch.setattr(chunks, "MAX_RECORD", 256)
-    text = f"{HEADER}\n{row()}\n\"{row()}\n" + f"{row()}\n" * 50
+    text = f'{HEADER}\n{row()}\n"{row()}\n' + f"{row()}\n" * 50
     with pytest.raises(InvalidCSV, match=r"^line 3: a record longer than"):
         sums(text)
