@@ -21,7 +21,7 @@ class PrefetchReader(io.RawIOBase):
     def __init__(self, inner: io.RawIOBase, chunk: int = CHUNK, ahead: int = AHEAD) -> None:
         self._inner = inner
         self._chunk = chunk
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=ahead)
+        self._queue: queue.Queue[bytearray | BaseException] = queue.Queue(maxsize=ahead)
         self._stopped = threading.Event()
         self._pending = memoryview(b"")
         self._finished = False
@@ -34,9 +34,12 @@ class PrefetchReader(io.RawIOBase):
     def _fill(self) -> None:
         try:
             while not self._stopped.is_set():
-                data = self._inner.read(self._chunk) or b""
-                self._put(data)
-                if not data:
+                # readinto a fresh buffer: read() would copy each chunk once more.
+                buffer = bytearray(self._chunk)
+                count = self._inner.readinto(buffer) or 0
+                del buffer[count:]
+                self._put(buffer)
+                if not count:
                     return
         except BaseException as error:
             self._put(error)
@@ -44,7 +47,7 @@ class PrefetchReader(io.RawIOBase):
             # Closed here, not in close(): the caller must not wait for a read in flight.
             self._inner.close()
 
-    def _put(self, item: bytes | BaseException) -> None:
+    def _put(self, item: bytearray | BaseException) -> None:
         while not self._stopped.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
