@@ -25,7 +25,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY colsum/ colsum/
 COPY backend/ backend/
 COPY executor/ executor/
-COPY sample.csv README.md* ./
+COPY sample.csv swagger.yaml README.md* ./
 RUN pip install --no-cache-dir . \
     && rm -rf build *.egg-info
 

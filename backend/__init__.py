@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from backend import errors, tasks
+from backend import docs, errors, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
@@ -29,6 +29,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.json = ExactJSONProvider(app)
     app.extensions["colsum"] = Services.from_settings(settings)
+    # Task requests are small JSON documents; anything larger is a mistake or an attack.
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.register_blueprint(tasks.blueprint)
+    docs.register(app)
     errors.register(app)
     return app

@@ -18,10 +18,10 @@ class Server(BaseApplication):
     def load_config(self) -> None:
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_workers)
-        # Sync workers: each handles one request at a time, so each owns its pika
-        # connection without sharing it between threads (pika's BlockingConnection is
-        # not thread-safe).
-        self.cfg.set("worker_class", "sync")
+        # Threads, so that a long poll (GET /tasks/<id>?wait=N, blocked on Redis pub/sub)
+        # holds a thread, not a whole worker; each thread has its own pika connection.
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", 8)
         # gunicorn's control socket has one path per user: two backends on a machine
         # (a test run beside `make run`) would fight over it, and nothing here uses it.
         self.cfg.set("control_socket_disable", True)

@@ -33,6 +33,11 @@ def register(app: Flask) -> None:
             message = "the task store is unavailable; try again shortly"
         return {"error": message}, 503, {"Retry-After": RETRY_AFTER_SECONDS}
 
+    @app.errorhandler(413)
+    def too_large(error: HTTPException):
+        limit = app.config["MAX_CONTENT_LENGTH"] // 1024
+        return {"error": f"the request body is larger than {limit} KiB"}, 413
+
     @app.errorhandler(Exception)
     def internal_error(error: Exception):
         log.exception("unhandled error")

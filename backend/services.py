@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from flask import current_app
 
@@ -16,19 +17,28 @@ from colsum.store import TaskStore
 class Services:
     settings: Settings
     store: TaskStore
-    publisher: Publisher
+    _publishers: threading.local = field(default_factory=threading.local)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        # Neither connects here: redis-py opens connections on first command, and the
-        # publisher on first publish, so each gunicorn worker gets its own after the fork.
+        # Nothing connects here: redis-py opens connections on first command (its pool is
+        # thread-safe), and a publisher on first publish, so each gunicorn worker gets its
+        # own after the fork.
         return cls(
             settings=settings,
             store=TaskStore(
                 store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
             ),
-            publisher=Publisher(settings.amqp_url, Topology.from_settings(settings)),
         )
+
+    @property
+    def publisher(self) -> Publisher:
+        """One per thread: pika's BlockingConnection must not be shared between threads."""
+        publisher = getattr(self._publishers, "publisher", None)
+        if publisher is None:
+            topology = Topology.from_settings(self.settings)
+            publisher = self._publishers.publisher = Publisher(self.settings.amqp_url, topology)
+        return publisher
 
 
 def services() -> Services:

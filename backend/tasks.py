@@ -6,9 +6,12 @@ from flask import Blueprint, abort, request
 
 from backend.services import services
 from colsum.errors import BrokerUnavailable
-from colsum.task import Task, TaskRequest
+from colsum.task import Task, TaskRequest, TaskStatus
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+MAX_WAIT = 60.0  # seconds a long poll may last
+MAX_LIMIT = 100
 
 
 @blueprint.post("")
@@ -33,6 +36,19 @@ def create():
     return task.to_json(), 202, {"Location": f"/tasks/{task.id}"}
 
 
+@blueprint.get("")
+def index():
+    status = request.args.get("status")
+    if status is not None and status not in set(TaskStatus):
+        abort(400, f"'status' must be one of {', '.join(TaskStatus)}")
+    limit = _number("limit", default=20, low=1, high=MAX_LIMIT, kind=int)
+    cursor = request.args.get("cursor")
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
+        abort(400, "'cursor' must be the next_cursor of a previous page")
+    page = services().store.page(TaskStatus(status) if status else None, limit, cursor)
+    return {"tasks": [task.to_json() for task in page.tasks], "next_cursor": page.next_cursor}
+
+
 @blueprint.get("/active")
 def active():
     return services().store.counts()
@@ -40,7 +56,36 @@ def active():
 
 @blueprint.get("/<task_id>")
 def show(task_id: str):
-    task = services().store.get(task_id)
+    wait = _number("wait", default=0.0, low=0.0, high=float("inf"), kind=float)
+    store = services().store
+    task = store.wait(task_id, min(wait, MAX_WAIT)) if wait else store.get(task_id)
     if task is None:
         abort(404, f"no task with id {task_id!r}")
     return task.to_json()
+
+
+@blueprint.delete("/<task_id>")
+def cancel(task_id: str):
+    store = services().store
+    if store.cancel(task_id) is None:
+        task = store.get(task_id)
+        if task is None:
+            abort(404, f"no task with id {task_id!r}")
+        abort(
+            409, f"task {task_id} is {task.status}; only queued or running tasks can be cancelled"
+        )
+    return store.get(task_id).to_json()
+
+
+def _number(name: str, default, low, high, kind):
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        bounds = f"from {low} to {high}" if high != float("inf") else f"at least {low}"
+        abort(400, f"'{name}' must be a number {bounds}")
+    return value

@@ -1,8 +1,11 @@
-"""The task store in Redis: one hash per task, and two sets that make the active count O(1).
+"""The task store in Redis: one hash per task, and sorted sets that index the tasks.
 
-Every status change is one Lua script, so a record's status and its membership in the
-`queued`/`running` sets can never disagree, and a change that comes twice (a redelivered
-message) is a no-op the second time.
+Every task gets a sequence number when it is created. `tasks` holds all of them and
+`status:<status>` those in each status, scored by that number: newest first is a reverse
+range, a page ends where the next begins, and the active count is two ZCARDs. Every status
+change is one Lua script, so a record's status and the indexes can never disagree, and a
+change that comes twice (a redelivered message) is a no-op the second time. Finishing
+publishes on `finished:<id>` for clients that wait.
 """
 
 from __future__ import annotations
@@ -32,13 +35,16 @@ class Keys:
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
 
-    @property
-    def queued(self) -> str:
-        return f"{self.prefix}queued"
+    def status(self, status: TaskStatus | str) -> str:
+        return f"{self.prefix}status:{status}"
 
     @property
-    def running(self) -> str:
-        return f"{self.prefix}running"
+    def tasks(self) -> str:
+        return f"{self.prefix}tasks"
+
+    @property
+    def sequence(self) -> str:
+        return f"{self.prefix}sequence"
 
     def lease(self, task_id: str) -> str:
         """Exists while the executor holding the task is alive: it renews it as it works."""
@@ -53,35 +59,73 @@ class Keys:
     def sweeper(self) -> str:
         return f"{self.prefix}sweeper"
 
+    def finished(self, task_id: str) -> str:
+        """The pub/sub channel told when a task finishes."""
+        return f"{self.prefix}finished:{task_id}"
 
-# KEYS: task, queued, running, lease, outbox. ARGV: id, started_at, executor, attempt, lease ms.
+
+# Shared by the scripts: KEYS[1] is the task, ARGV[1] its id; `prefix` is ARGV's last.
+_LUA_MOVE = """
+local function move(prefix, id, from, to, seq)
+  redis.call('ZREM', prefix .. 'status:' .. from, id)
+  redis.call('ZADD', prefix .. 'status:' .. to, seq, id)
+end
+"""
+
+# KEYS: task. ARGV: id, created (unix s), prefix, then field, value, ...
+_CREATE = """
+local prefix = ARGV[3]
+local seq = redis.call('INCR', prefix .. 'sequence')
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 4))
+redis.call('ZADD', prefix .. 'tasks', seq, ARGV[1])
+redis.call('ZADD', prefix .. 'status:queued', seq, ARGV[1])
+redis.call('ZADD', prefix .. 'outbox', ARGV[2], ARGV[1])
+return seq
+"""
+
+# KEYS: task. ARGV: id, started_at, executor, attempt, lease ms, prefix.
 # Returns the record when the caller now holds the task, else its status (or nil if unknown).
-_CLAIM = """
+_CLAIM = (
+    _LUA_MOVE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return nil end
 if status ~= 'queued' and status ~= 'running' then return status end
+local prefix = ARGV[6]
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2],
            'executor', ARGV[3], 'attempt', ARGV[4])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[5])
+move(prefix, ARGV[1], status, 'running', redis.call('HGET', KEYS[1], 'seq'))
+redis.call('ZREM', prefix .. 'outbox', ARGV[1])
+redis.call('SET', prefix .. 'lease:' .. ARGV[1], ARGV[3], 'PX', ARGV[5])
 return redis.call('HGETALL', KEYS[1])
 """
+)
 
-# KEYS: task, queued, running, lease, outbox.
-# ARGV: id, status, finished_at, seconds to keep the record, then field, value, ...
-# Returns 1 if the task was active and is now finished, 0 if it had finished already.
-_FINISH = """
+# KEYS: task. ARGV: id, status, finished_at, seconds to keep the record, prefix,
+# then field, value, ... Returns the status the task had if it was active (queued or
+# running) and is now finished; else false.
+_FINISH = (
+    _LUA_MOVE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 5))
+if status ~= 'queued' and status ~= 'running' then return false end
+local prefix = ARGV[5]
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('DEL', KEYS[4])
-redis.call('ZREM', KEYS[5], ARGV[1])
-return 1
+move(prefix, ARGV[1], status, ARGV[2], redis.call('HGET', KEYS[1], 'seq'))
+redis.call('DEL', prefix .. 'lease:' .. ARGV[1])
+redis.call('ZREM', prefix .. 'outbox', ARGV[1])
+redis.call('PUBLISH', prefix .. 'finished:' .. ARGV[1], ARGV[2])
+return status
+"""
+)
+
+# KEYS: task. ARGV: field, value, ... Records progress while the task runs; returns the
+# status, so that the executor learns of a cancellation in the same round trip.
+_PROGRESS = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'running' then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return status
 """
 
 # KEYS: lease. ARGV: executor, lease ms. Renews the lease only while this executor holds it.
@@ -121,13 +165,21 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+@dataclass(frozen=True)
+class Page:
+    tasks: list[Task]
+    next_cursor: str | None  # None on the last page
+
+
 class TaskStore:
     def __init__(self, client: redis.Redis, prefix: str, record_ttl: int = 7 * 24 * 3600) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.record_ttl = record_ttl
+        self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
+        self._progress = client.register_script(_PROGRESS)
         self._renew = client.register_script(_RENEW)
 
     @_translated
@@ -137,11 +189,13 @@ class TaskStore:
     @_translated
     def create(self, task: Task) -> None:
         """Record a queued task, in the outbox until `published` says RabbitMQ has it."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.task(task.id), mapping=task.to_redis())
-            pipe.sadd(self.keys.queued, task.id)
-            pipe.zadd(self.keys.outbox, {task.id: time.time()})
-            pipe.execute()
+        pairs = [item for pair in task.to_redis().items() for item in pair]
+        args = [task.id, time.time(), self.prefix, *pairs]
+        self._create(keys=[self.keys.task(task.id)], args=args)
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
 
     @_translated
     def published(self, task_id: str) -> None:
@@ -158,14 +212,43 @@ class TaskStore:
         """Remove a task that was never published, so it cannot sit `queued` forever."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.task(task_id))
-            pipe.srem(self.keys.queued, task_id)
-            pipe.zrem(self.keys.outbox, task_id)
+            for key in (self.keys.tasks, self.keys.status(TaskStatus.QUEUED), self.keys.outbox):
+                pipe.zrem(key, task_id)
             pipe.execute()
 
     @_translated
     def get(self, task_id: str) -> Task | None:
         record = self.redis.hgetall(self.keys.task(task_id))
         return Task.from_redis(record) if record else None
+
+    @_translated
+    def page(self, status: TaskStatus | None, limit: int, cursor: str | None) -> Page:
+        """Tasks newest first, `limit` at most, older than `cursor` (from the previous page)."""
+        key = self.keys.tasks if status is None else self.keys.status(status)
+        top = f"({cursor}" if cursor else "+inf"
+        entries = self.redis.zrevrangebyscore(key, top, "-inf", start=0, num=limit, withscores=True)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id, _ in entries:
+                pipe.hgetall(self.keys.task(task_id))
+            records = pipe.execute()
+        tasks, expired = [], []
+        for (task_id, _), record in zip(entries, records, strict=True):
+            if record:
+                tasks.append(Task.from_redis(record))
+            else:
+                expired.append(task_id)
+        if expired:  # their records ran out of RECORD_TTL: drop them from the indexes too
+            self._unindex(expired)
+        more = len(entries) == limit
+        return Page(tasks, f"{int(entries[-1][1])}" if more else None)
+
+    def _unindex(self, task_ids: list[str]) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.keys.tasks, *task_ids)
+            for status in TaskStatus:
+                if status.finished:
+                    pipe.zrem(self.keys.status(status), *task_ids)
+            pipe.execute()
 
     @_translated
     def claim(self, task_id: str, executor: str, attempt: int, lease: float) -> Task | None:
@@ -175,8 +258,8 @@ class TaskStore:
         A `running` task can be claimed again: its message was redelivered because the
         executor that held it died, and the new one takes over.
         """
-        args = [task_id, now(), executor, attempt, int(lease * 1000)]
-        reply = self._claim(keys=self._task_keys(task_id), args=args)
+        args = [task_id, now(), executor, attempt, int(lease * 1000), self.prefix]
+        reply = self._claim(keys=[self.keys.task(task_id)], args=args)
         if not isinstance(reply, list):
             return None
         return Task.from_redis(dict(zip(reply[::2], reply[1::2], strict=True)))
@@ -186,16 +269,30 @@ class TaskStore:
 
         False if the task had finished already (a redelivered message): nothing changes."""
         fields = {"result": jsoncodec.dumps(result), **extra}
-        return self._finish_as(task_id, TaskStatus.DONE, fields)
+        return self._finish_as(task_id, TaskStatus.DONE, fields) is not None
 
     def fail(self, task_id: str, error: str, **extra: int) -> bool:
-        return self._finish_as(task_id, TaskStatus.FAILED, {"error": error, **extra})
+        return self._finish_as(task_id, TaskStatus.FAILED, {"error": error, **extra}) is not None
+
+    def cancel(self, task_id: str) -> TaskStatus | None:
+        """Cancel a queued or running task; the status it had, or None if it had finished."""
+        return self._finish_as(task_id, TaskStatus.CANCELLED, {})
 
     @_translated
-    def _finish_as(self, task_id: str, status: TaskStatus, fields: dict[str, Any]) -> bool:
+    def _finish_as(
+        self, task_id: str, status: TaskStatus, fields: dict[str, Any]
+    ) -> TaskStatus | None:
         pairs = [str(item) for pair in fields.items() for item in pair]
-        args = [task_id, status.value, now(), self.record_ttl, *pairs]
-        return self._finish(keys=self._task_keys(task_id), args=args) == 1
+        args = [task_id, status.value, now(), self.record_ttl, self.prefix, *pairs]
+        previous = self._finish(keys=[self.keys.task(task_id)], args=args)
+        return TaskStatus(previous) if previous else None
+
+    @_translated
+    def progress(self, task_id: str, **fields: int) -> TaskStatus | None:
+        """Record how far a running task has got; its status now (None if unknown)."""
+        args = [str(item) for pair in fields.items() for item in pair]
+        status = self._progress(keys=[self.keys.task(task_id)], args=args)
+        return TaskStatus(status) if status else None
 
     @_translated
     def renew_lease(self, task_id: str, executor: str, lease: float) -> bool:
@@ -205,10 +302,9 @@ class TaskStore:
     @_translated
     def abandoned(self) -> list[str]:
         """Running tasks whose executor stopped renewing its lease: it is gone."""
-        running = self.redis.smembers(self.keys.running)
-        if not running:
+        ids = self.redis.zrange(self.keys.status(TaskStatus.RUNNING), 0, -1)
+        if not ids:
             return []
-        ids = sorted(running)
         leases = self.redis.mget([self.keys.lease(task_id) for task_id in ids])
         return [task_id for task_id, lease in zip(ids, leases, strict=True) if lease is None]
 
@@ -220,11 +316,23 @@ class TaskStore:
     @_translated
     def counts(self) -> dict[str, int]:
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.scard(self.keys.queued)
-            pipe.scard(self.keys.running)
+            pipe.zcard(self.keys.status(TaskStatus.QUEUED))
+            pipe.zcard(self.keys.status(TaskStatus.RUNNING))
             queued, running = pipe.execute()
         return {"active": queued + running, "queued": queued, "running": running}
 
-    def _task_keys(self, task_id: str) -> list[str]:
-        keys = self.keys
-        return [keys.task(task_id), keys.queued, keys.running, keys.lease(task_id), keys.outbox]
+    @_translated
+    def wait(self, task_id: str, seconds: float) -> Task | None:
+        """The task once it has finished, or as it is after `seconds`; blocks on pub/sub,
+        not in a polling loop."""
+        with self.redis.pubsub(ignore_subscribe_messages=True) as channel:
+            channel.subscribe(self.keys.finished(task_id))
+            task = self.get(task_id)  # after subscribing: a finish in between is not missed
+            deadline = time.monotonic() + seconds
+            while task is not None and not task.status.finished:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if channel.get_message(timeout=remaining) is not None:
+                    task = self.get(task_id)
+            return task

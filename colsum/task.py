@@ -20,10 +20,11 @@ class TaskStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (TaskStatus.DONE, TaskStatus.FAILED)
+        return self in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class _Source(BaseModel):
@@ -105,7 +106,15 @@ class TaskRequest(BaseModel):
         return cls.model_validate({"source": fields, **options})
 
 
-COUNTERS = ("attempt", "attempts", "resumes", "bytes_read")
+def _instant(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+COUNTERS = ("attempt", "attempts", "resumes", "bytes_read", "bytes_total", "rows_read")
 
 
 def now() -> str:
@@ -129,10 +138,12 @@ class Task:
     # Which executor holds (or last held) the task, and on which delivery of its message.
     executor: str | None = None
     attempt: int | None = None
-    # What reading the file cost, once the task has finished.
+    # How far the task has got (updated while it runs), and what reading the file cost.
     attempts: int | None = None
     resumes: int | None = None
     bytes_read: int | None = None
+    bytes_total: int | None = None
+    rows_read: int | None = None
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> Task:
@@ -155,6 +166,35 @@ class Task:
             "attempts": self.attempts,
             "resumes": self.resumes,
             "bytes_read": self.bytes_read,
+            "bytes_total": self.bytes_total,
+            "rows_read": self.rows_read,
+            "progress": self.progress,
+            **self.timings(),
+        }
+
+    @property
+    def progress(self) -> float | None:
+        """From 0 to 1: the share of the file read; 1 once done."""
+        if self.status is TaskStatus.DONE:
+            return 1.0
+        if self.bytes_read is None or not self.bytes_total:
+            return 0.0 if self.status in (TaskStatus.QUEUED, TaskStatus.RUNNING) else None
+        return round(min(1.0, self.bytes_read / self.bytes_total), 4)
+
+    def timings(self) -> dict[str, Any]:
+        """Derived from the timestamps: waiting in the queue, running, both, and speed."""
+        created, started, finished = (
+            _instant(t) for t in (self.created_at, self.started_at, self.finished_at)
+        )
+        run = _seconds(started, finished)
+        return {
+            "queued_at": self.created_at,
+            "wait_seconds": _seconds(created, started),
+            "run_seconds": run,
+            "lead_seconds": _seconds(created, finished),
+            "mb_per_second": round(self.bytes_read / 1e6 / run, 1)
+            if run and self.bytes_read
+            else None,
         }
 
     def to_redis(self) -> dict[str, str]:

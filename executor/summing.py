@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
@@ -96,13 +97,15 @@ def sum_columns(
     header: bool | None = None,
     delimiter: str = ",",
     cancel: threading.Event | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Sums:
     """Sum columns 10, 20, 30, ... of a CSV.
 
     `header`: True or False forces it; None takes the first record as a header when one of
     its summed cells is not a number. Blank lines are skipped. A cell that is not a number
     or a record of another width raises InvalidCSV naming the line as an editor numbers it.
-    Setting `cancel` stops the work at the next chunk with TaskInterrupted.
+    Setting `cancel` stops the work at the next chunk with TaskInterrupted; `on_rows` is
+    told the rows summed so far after each chunk.
     """
     start, line, whole = _first_record(stream)
     if start is None:
@@ -122,6 +125,8 @@ def sum_columns(
     if whole:  # the file was read whole already: no threads, no buffers
         with localcontext(EXACT):
             rows, totals = _add(rows, totals, summer(start)) if start else (rows, totals)
+        if on_rows is not None:
+            on_rows(rows)
         return _sums(layout, names, rows, totals)
     with localcontext(EXACT), ThreadPoolExecutor(1, thread_name_prefix="sum") as pool:
         # Each chunk is summed on the helper thread while this one reads the next: Polars
@@ -134,6 +139,8 @@ def sum_columns(
                 following = pool.submit(summer, data)
                 if pending is not None:
                     rows, totals = _add(rows, totals, pending.result())
+                    if on_rows is not None:
+                        on_rows(rows)
                 pending = following
         except RecordTooLong as error:
             if pending is not None:
@@ -141,6 +148,8 @@ def sum_columns(
             raise InvalidCSV(f"line {summer.line}: {error}; is a quote left open?") from None
         if pending is not None:
             rows, totals = _add(rows, totals, pending.result())
+    if on_rows is not None:
+        on_rows(rows)
     return _sums(layout, names, rows, totals)
 
 

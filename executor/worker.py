@@ -34,7 +34,7 @@ from colsum.errors import (
 )
 from colsum.settings import Settings
 from colsum.store import TaskStore
-from colsum.task import Task
+from colsum.task import Task, TaskStatus
 from executor import summing
 from executor.storage import ReadStats, Storage
 from executor.sweeper import Sweeper
@@ -42,6 +42,7 @@ from executor.sweeper import Sweeper
 log = logging.getLogger(__name__)
 
 MAX_RECONNECT_DELAY = 10.0
+PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
 
 
 class Worker:
@@ -121,14 +122,15 @@ class Worker:
             return True
         attempt = broker.delivery_count(properties) + 1
         cancel = threading.Event()
-        self._in_hand = self._start_thread(connection, task_id, attempt, cancel)
+        stats = ReadStats()
+        self._in_hand = self._start_thread(connection, task_id, attempt, cancel, stats)
         started = time.monotonic()
-        renewed = started
+        renewed = reported = started
         # The task runs on its own thread so that this one keeps answering RabbitMQ's
-        # heartbeats (a pika callback that blocks for a long file loses the connection)
-        # and renews the task's lease.
+        # heartbeats (a pika callback that blocks for a long file loses the connection),
+        # renews the task's lease, reports its progress and notices a cancellation.
         while not self._in_hand.done():
-            connection.process_data_events(time_limit=1)
+            connection.process_data_events(time_limit=PROGRESS_INTERVAL)
             now = time.monotonic()
             if self._stop_deadline is not None and now > self._stop_deadline:
                 log.warning("task %s not finished within the stop grace; requeueing", task_id)
@@ -140,6 +142,12 @@ class Worker:
                 self.store.fail(task_id, f"stopped: ran longer than TASK_TIME_LIMIT ({limit:g} s)")
                 log.warning("task %s: over its time limit; failed", task_id)
                 return True
+            if now - reported >= PROGRESS_INTERVAL and stats.attempts:
+                reported = now
+                if self.store.progress(task_id, **stats.to_record()) is TaskStatus.CANCELLED:
+                    cancel.set()
+                    log.info("task %s: cancelled; stopping it", task_id)
+                    return True
             if now - renewed > self.settings.lease / 3:
                 self.store.renew_lease(task_id, self.name, self.settings.lease)
                 renewed = now
@@ -157,12 +165,13 @@ class Worker:
         task_id: str,
         attempt: int,
         cancel: threading.Event,
+        stats: ReadStats,
     ) -> Future[None]:
         future: Future[None] = Future()
 
         def work() -> None:
             try:
-                self.process(task_id, attempt, cancel)
+                self.process(task_id, attempt, cancel, stats)
                 future.set_result(None)
             except BaseException as error:
                 future.set_exception(error)
@@ -194,7 +203,11 @@ class Worker:
     # -- one task -------------------------------------------------------------------------
 
     def process(
-        self, task_id: str, attempt: int = 1, cancel: threading.Event | None = None
+        self,
+        task_id: str,
+        attempt: int = 1,
+        cancel: threading.Event | None = None,
+        stats: ReadStats | None = None,
     ) -> None:
         """Run one task to done or failed; only an unreachable Redis escapes from here."""
         task = self.store.claim(task_id, self.name, attempt, self.settings.lease)
@@ -203,7 +216,7 @@ class Worker:
             return
         log.info("task %s: summing %s (attempt %d)", task_id, task.source.describe(), attempt)
         started = time.monotonic()
-        stats = ReadStats()
+        stats = stats or ReadStats()
         try:
             result = self._sum(task, stats, cancel)
         except TaskInterrupted:
@@ -243,7 +256,9 @@ class Worker:
     ) -> dict[str, Any]:
         storage = self.storages[task.source.storage]
         with storage.open(task.source, stats, f"task {task.id}") as stream:
-            sums = summing.sum_columns(stream, task.header, task.delimiter, cancel)
+            sums = summing.sum_columns(
+                stream, task.header, task.delimiter, cancel, on_rows=stats.count_rows
+            )
             return sums.to_result()
 
     def _fail(self, task: Task, error: str, stats: ReadStats) -> None:

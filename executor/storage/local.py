@@ -38,6 +38,7 @@ class LocalFile:
         self.name = name
         self.root = root
         self._version: tuple[int, int, int] | None = None
+        self.size: int | None = None
 
     def open_at(self, offset: int) -> _TranslatedFile:
         try:
@@ -54,6 +55,7 @@ class LocalFile:
         version = (status.st_ino, status.st_size, status.st_mtime_ns)
         if self._version is None:
             self._version = version
+            self.size = status.st_size or None  # 0 for a pipe: unknown
         elif version != self._version:
             raw.close()
             raise SourceChanged(f"{self.name} was replaced while it was being read")

@@ -36,6 +36,7 @@ class Resumable(Protocol):
     """
 
     name: str
+    size: int | None  # known once opened
 
     def open_at(self, offset: int) -> Stream: ...
 
@@ -47,9 +48,22 @@ class ReadStats:
     attempts: int = 0  # requests that opened the file
     resumes: int = 0  # of those, the ones that continued a broken stream
     bytes_read: int = 0
+    bytes_total: int | None = None  # the file's size, once it was opened
+    rows_read: int = 0  # set by the caller, which parses
+
+    def count_rows(self, rows: int) -> None:
+        self.rows_read = rows
 
     def to_record(self) -> dict[str, int]:
-        return {"attempts": self.attempts, "resumes": self.resumes, "bytes_read": self.bytes_read}
+        record = {
+            "attempts": self.attempts,
+            "resumes": self.resumes,
+            "bytes_read": self.bytes_read,
+            "rows_read": self.rows_read,
+        }
+        if self.bytes_total is not None:
+            record["bytes_total"] = self.bytes_total
+        return record
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,7 @@ class ResumableReader(io.RawIOBase):
             if self.offset:
                 self.stats.resumes += 1
             self._stream = self.file.open_at(self.offset)
+            self.stats.bytes_total = self.file.size
         try:
             count = self._stream.readinto(buffer)
         except TransientError:

@@ -82,10 +82,10 @@ class S3Object:
         self.source = source
         self.name = source.describe()
         self._etag: str | None = None
-        self._size: int | None = None
+        self.size: int | None = None
 
     def open_at(self, offset: int) -> _Body:
-        if self._size is not None and offset >= self._size:
+        if self.size is not None and offset >= self.size:
             return _Body(None, self.name)  # everything was read; only the end was lost
         request: dict[str, Any] = {"Bucket": self.source.bucket, "Key": self.source.key}
         if self._etag is not None:
@@ -102,7 +102,7 @@ class S3Object:
             raise TransientError(f"requesting {self.name} failed: {error}") from error
         if self._etag is None:
             self._etag = response["ETag"]
-            self._size = response["ContentLength"]
+            self.size = response["ContentLength"]
         return _Body(response["Body"], self.name)
 
     def translate(self, error: botocore.exceptions.ClientError) -> Exception:

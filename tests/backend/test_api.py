@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -109,7 +111,7 @@ def test_an_unknown_route_is_a_json_404(client):
 
 
 def test_a_wrong_method_is_a_json_405(client):
-    response = client.delete("/tasks/active")
+    response = client.put("/tasks")
     assert response.status_code == 405
     assert "error" in response.get_json()
 
@@ -161,3 +163,90 @@ def test_a_dropped_publisher_connection_is_reopened_without_failing_a_request(se
         app.extensions["colsum"].publisher.close()
         proxy.close()
     assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 2
+
+
+def test_list_pages_newest_first_and_stays_stable_while_tasks_are_added(client):
+    ids = [post(client, LOCAL).get_json()["id"] for _ in range(5)]
+    first = client.get("/tasks?limit=2").get_json()
+    assert [t["id"] for t in first["tasks"]] == ids[:-3:-1]
+    post(client, LOCAL)  # newer tasks do not shift the pages that follow
+    second = client.get(f"/tasks?limit=2&cursor={first['next_cursor']}").get_json()
+    assert [t["id"] for t in second["tasks"]] == ids[2:0:-1]
+    third = client.get(f"/tasks?limit=2&cursor={second['next_cursor']}").get_json()
+    assert [t["id"] for t in third["tasks"]] == ids[:1]
+    assert third["next_cursor"] is None
+
+
+def test_list_filters_by_status(client, store):
+    done, _queued = (post(client, LOCAL).get_json()["id"] for _ in range(2))
+    store.claim(done, "executor-a", 1, lease=30)
+    store.complete(done, {"rows": 0, "columns": []})
+    listed = client.get("/tasks?status=done").get_json()["tasks"]
+    assert [t["id"] for t in listed] == [done]
+
+
+@pytest.mark.parametrize(
+    "query", ["status=finished", "limit=0", "limit=101", "limit=x", "cursor=abc", "wait=-1"]
+)
+def test_bad_query_parameters_are_400(client, query):
+    path = "/tasks/some-id" if query.startswith("wait") else "/tasks"
+    response = client.get(f"{path}?{query}")
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.get_json()["error"]
+
+
+def test_cancelling_a_queued_task_takes_it_out_of_the_queue(client):
+    task_id = post(client, LOCAL).get_json()["id"]
+    response = client.delete(f"/tasks/{task_id}")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
+    assert client.get("/tasks/active").get_json() == {"active": 0, "queued": 0, "running": 0}
+
+
+def test_cancelling_a_finished_task_is_409(client):
+    task_id = post(client, LOCAL).get_json()["id"]
+    client.delete(f"/tasks/{task_id}")
+    response = client.delete(f"/tasks/{task_id}")
+    assert response.status_code == 409
+    assert "is cancelled" in response.get_json()["error"]
+
+
+def test_cancelling_an_unknown_task_is_404(client):
+    assert client.delete("/tasks/nope").status_code == 404
+
+
+def test_a_long_poll_answers_when_the_task_finishes(client, store):
+    task_id = post(client, LOCAL).get_json()["id"]
+    finisher = threading.Timer(0.3, lambda: store.fail(task_id, "stopped"))
+    finisher.start()
+    started = time.monotonic()
+    response = client.get(f"/tasks/{task_id}?wait=10")
+    assert response.get_json()["status"] == "failed"
+    assert time.monotonic() - started < 3
+
+
+def test_a_long_poll_answers_with_the_current_state_after_its_time(client):
+    task_id = post(client, LOCAL).get_json()["id"]
+    started = time.monotonic()
+    assert client.get(f"/tasks/{task_id}?wait=0.5").get_json()["status"] == "queued"
+    assert 0.5 <= time.monotonic() - started < 3
+
+
+def test_a_body_larger_than_64_kib_is_413(client):
+    response = client.post("/tasks", json={**LOCAL, "path": "x" * 70_000})
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "the request body is larger than 64 KiB"}
+
+
+def test_the_spec_is_served(client):
+    response = client.get("/openapi.yaml")
+    assert response.status_code == 200
+    assert response.get_data(as_text=True).startswith("openapi: ")
+
+
+def test_swagger_ui_is_served_from_the_package_not_a_cdn(client):
+    page = client.get("/docs/").get_data(as_text=True)
+    assert "swagger-ui-bundle.js" in page
+    assert "http://" not in page.replace("http://localhost", "")
+    assert "https://" not in page
+    assert client.get("/docs/swagger-ui-bundle.js").status_code == 200

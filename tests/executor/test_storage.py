@@ -24,7 +24,13 @@ def test_reads_a_file_below_the_root_and_counts_it(tmp_path: Path):
     (tmp_path / "sub" / "a.csv").write_bytes(b"1,2\n")
     stats = ReadStats()
     assert read(tmp_path, "sub/a.csv", stats) == b"1,2\n"
-    assert stats.to_record() == {"attempts": 1, "resumes": 0, "bytes_read": 4}
+    assert stats.to_record() == {
+        "attempts": 1,
+        "resumes": 0,
+        "bytes_read": 4,
+        "bytes_total": 4,
+        "rows_read": 0,
+    }
 
 
 def test_a_missing_file_is_a_permanent_error_naming_it(tmp_path: Path):
@@ -51,6 +57,7 @@ class FlakyFile:
     """Streams `data`, breaking after `cut` bytes on each of the first `breaks` opens."""
 
     name = "flaky.csv"
+    size = None
 
     def __init__(self, data: bytes, cut: int, breaks: int) -> None:
         self.data, self.cut, self.breaks = data, cut, breaks
@@ -89,7 +96,7 @@ def test_a_broken_stream_is_resumed_where_it_broke_with_no_byte_twice_or_missing
     with io.BufferedReader(ResumableReader(file, FAST, stats, "test"), 300) as stream:
         assert stream.read() == data
     assert file.opened_at == [0, 1000, 2000, 3000, 4000]
-    assert stats.to_record() == {"attempts": 5, "resumes": 4, "bytes_read": len(data)}
+    assert (stats.attempts, stats.resumes, stats.bytes_read) == (5, 4, len(data))
 
 
 def test_failures_in_a_row_beyond_the_attempts_give_up_with_the_transient_error():

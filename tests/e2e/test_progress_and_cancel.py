@@ -1,0 +1,50 @@
+"""Progress while a task runs, and cancelling it, through real executor processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.conftest import slow_file, wait_for
+from tests.e2e.client import finished, local, submit, task
+
+pytestmark = pytest.mark.e2e
+
+QUOTED_ROW = '"note, quoted",2,3,4,5,6,7,8,9,10\n'  # quotes: the exact path, about 100 MB/s
+
+
+def test_progress_rises_monotonically_to_1_on_a_large_file(settings, services):
+    path = settings.data_dir / "large.csv"
+    path.write_text("a,b,c,d,e,f,g,h,i,j\n" + QUOTED_ROW * 2_500_000)  # 80 MB
+    api = services.backend()
+    services.executor()
+    task_id = submit(api, local("large.csv"))
+    seen = []
+    while (record := task(api, task_id))["status"] not in ("done", "failed"):
+        seen.append(record["progress"])
+        time.sleep(0.05)
+    assert record["status"] == "done"
+    assert record["progress"] == 1
+    assert seen == sorted(seen)
+    assert any(0 < p < 1 for p in seen), seen
+    assert record["rows_read"] == 2_500_000
+    assert record["bytes_total"] == record["bytes_read"] == path.stat().st_size
+    assert record["mb_per_second"] > 0
+
+
+def test_cancelling_a_running_task_stops_it_and_the_executor_takes_the_next(settings, services):
+    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    (settings.data_dir / "a.csv").write_text("a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,10\n")
+    api = services.backend()
+    services.executor()
+    running = submit(api, local("hung.csv"))
+    wait_for(lambda: task(api, running)["status"] == "running")
+    started = time.monotonic()
+    assert requests.delete(f"{api}/tasks/{running}", timeout=10).json()["status"] == "cancelled"
+    following = submit(api, local("a.csv"))
+    assert finished(api, following)["status"] == "done"
+    assert time.monotonic() - started < 5
+    assert task(api, running)["status"] == "cancelled"
