@@ -6,11 +6,13 @@ from typing import Any
 
 from flask import Flask
 from flask.json.provider import JSONProvider
+from werkzeug.routing import BaseConverter
 
 from backend import docs, errors, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
+from colsum.task import TASK_ID
 
 
 class ExactJSONProvider(JSONProvider):
@@ -23,10 +25,17 @@ class ExactJSONProvider(JSONProvider):
         return jsoncodec.loads(s)
 
 
+class TaskIdConverter(BaseConverter):
+    """Only a task id matches /tasks/<id>, so /tasks/active stays a resource of its own."""
+
+    regex = TASK_ID
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings)
     app = Flask(__name__)
+    app.url_map.converters["task_id"] = TaskIdConverter
     app.json = ExactJSONProvider(app)
     app.extensions["colsum"] = Services.from_settings(settings)
     # Task requests are small JSON documents; anything larger is a mistake or an attack.

@@ -18,7 +18,9 @@ RETRY_AFTER_SECONDS = "5"
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return {"error": error.description}, error.code
+        # Keep werkzeug's headers but its HTML type: a 405's Allow, for one.
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return {"error": error.description}, error.code, headers
 
     @app.errorhandler(pydantic.ValidationError)
     def invalid_task(error: pydantic.ValidationError):

@@ -54,7 +54,7 @@ def active():
     return services().store.counts()
 
 
-@blueprint.get("/<task_id>")
+@blueprint.get("/<task_id:task_id>")
 def show(task_id: str):
     wait = _number("wait", default=0.0, low=0.0, high=float("inf"), kind=float)
     store = services().store
@@ -64,7 +64,7 @@ def show(task_id: str):
     return task.to_json()
 
 
-@blueprint.delete("/<task_id>")
+@blueprint.delete("/<task_id:task_id>")
 def cancel(task_id: str):
     store = services().store
     if store.cancel(task_id) is None:

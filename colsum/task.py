@@ -27,6 +27,13 @@ class TaskStatus(StrEnum):
         return self in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
+# One character that is neither part of a number, a quote nor a line end (swagger.yaml: the
+# Delimiter schema's pattern).
+DELIMITER = r'[^"\r\n0-9A-Za-z.+\-]'
+# Task ids are uuid4().hex.
+TASK_ID = r"[0-9a-f]{32}"
+
+
 class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -92,7 +99,7 @@ class TaskRequest(BaseModel):
     @field_validator("delimiter")
     @classmethod
     def _is_a_delimiter(cls, delimiter: str) -> str:
-        if delimiter in ('"', "\r", "\n") or delimiter.isalnum() or delimiter in ".-+":
+        if not re.fullmatch(DELIMITER, delimiter):
             raise ValueError("must be one character that cannot be part of a number or a quote")
         return delimiter
 

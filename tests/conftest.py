@@ -98,6 +98,11 @@ def settings(request, redis_url: str, amqp_url: str, tmp_path: Path) -> Iterator
         storage_max_wait=0.1,
         stop_grace=5,
     )
+    remove_test_data(redis_url, amqp_url, name)
+
+
+def remove_test_data(redis_url: str, amqp_url: str, name: str) -> None:
+    """Delete the Redis keys, queues and exchanges a test made under `name`."""
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=f"{name}:*", count=1000):
         client.delete(key)

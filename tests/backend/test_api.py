@@ -16,6 +16,7 @@ from tests.conftest import free_port
 from tests.tcpproxy import TCPProxy
 
 LOCAL = {"storage": "local", "path": "sample.csv"}
+UNKNOWN = "0" * 32
 
 
 def post(client, body):
@@ -62,9 +63,9 @@ def test_get_shows_the_stored_task(client):
 
 
 def test_get_an_unknown_task_is_404_with_a_json_error(client):
-    response = client.get("/tasks/does-not-exist")
+    response = client.get(f"/tasks/{UNKNOWN}")
     assert response.status_code == 404
-    assert "does-not-exist" in response.get_json()["error"]
+    assert UNKNOWN in response.get_json()["error"]
 
 
 @pytest.mark.parametrize(
@@ -189,7 +190,7 @@ def test_list_filters_by_status(client, store):
     "query", ["status=finished", "limit=0", "limit=101", "limit=x", "cursor=abc", "wait=-1"]
 )
 def test_bad_query_parameters_are_400(client, query):
-    path = "/tasks/some-id" if query.startswith("wait") else "/tasks"
+    path = f"/tasks/{UNKNOWN}" if query.startswith("wait") else "/tasks"
     response = client.get(f"{path}?{query}")
     assert response.status_code == 400
     assert query.split("=")[0] in response.get_json()["error"]
@@ -212,7 +213,7 @@ def test_cancelling_a_finished_task_is_409(client):
 
 
 def test_cancelling_an_unknown_task_is_404(client):
-    assert client.delete("/tasks/nope").status_code == 404
+    assert client.delete(f"/tasks/{UNKNOWN}").status_code == 404
 
 
 def test_a_long_poll_answers_when_the_task_finishes(client, store):
