@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from flask import Blueprint, abort, request
 
+from backend import uploads
 from backend.services import services
 from colsum.errors import BrokerUnavailable
 from colsum.task import Task, TaskRequest, TaskStatus
@@ -11,18 +14,57 @@ from colsum.task import Task, TaskRequest, TaskStatus
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 MAX_WAIT = 60.0  # seconds a long poll may last
+UPLOAD_LIMIT = 1 << 50  # uploads are bounded by the disk, not by MAX_CONTENT_LENGTH
 MAX_LIMIT = 100
 
 
 @blueprint.post("")
 def create():
+    options = _query_options()
+    if request.mimetype == "text/csv":
+        return upload(options)
     if not request.is_json:
-        abort(415, "send the task as JSON with 'Content-Type: application/json'")
+        abort(
+            415,
+            "send the task as JSON with 'Content-Type: application/json', "
+            "or a CSV file with 'Content-Type: text/csv'",
+        )
     body = request.get_json(silent=True)
     if body is None:
         abort(400, "the request body is not valid JSON")
-    task = Task.from_request(TaskRequest.from_body(body))
+    if isinstance(body, dict):
+        body = {**options, **body}  # fields in the body win over the query's
+    return enqueue(Task.from_request(TaskRequest.from_body(body)))
 
+
+def upload(options: dict[str, object]):
+    """The body is the CSV; `header` and `delimiter` come as query parameters."""
+    checked = _checked(options)
+    request.max_content_length = UPLOAD_LIMIT
+    task_id = uuid.uuid4().hex
+    source = uploads.store(task_id, request.stream, services().settings)
+    task = Task(id=task_id, source=source, header=checked.header, delimiter=checked.delimiter)
+    return enqueue(task)
+
+
+def _query_options() -> dict[str, object]:
+    options: dict[str, object] = {}
+    if "header" in request.args:
+        header = request.args["header"]
+        if header not in ("true", "false"):
+            abort(400, "'header' must be true or false")
+        options["header"] = header == "true"
+    if "delimiter" in request.args:
+        options["delimiter"] = request.args["delimiter"]
+    _checked(options)  # a bad one is refused even where the body gives its own
+    return options
+
+
+def _checked(options: dict[str, object]) -> TaskRequest:
+    return TaskRequest.from_body({"storage": "local", "path": "upload.csv", **options})
+
+
+def enqueue(task: Task):
     found = services()
     found.store.create(task)
     try:

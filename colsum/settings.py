@@ -32,6 +32,8 @@ class Settings:
     storage_attempts: int = 5
     storage_max_wait: float = 10.0
     storage_budget: float = 300.0
+    # Where uploaded CSVs go: this bucket when set, else DATA_DIR/uploads.
+    upload_bucket: str | None = None
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 30.0
     # How long an executor lets the task in hand finish after SIGTERM before requeueing it.
@@ -88,6 +90,7 @@ class Settings:
             storage_attempts=number("STORAGE_ATTEMPTS", defaults.storage_attempts, int),
             storage_max_wait=number("STORAGE_MAX_WAIT", defaults.storage_max_wait),
             storage_budget=number("STORAGE_BUDGET", defaults.storage_budget),
+            upload_bucket=optional("UPLOAD_BUCKET"),
             s3_connect_timeout=number("S3_CONNECT_TIMEOUT", defaults.s3_connect_timeout),
             s3_read_timeout=number("S3_READ_TIMEOUT", defaults.s3_read_timeout),
             stop_grace=number("STOP_GRACE", defaults.stop_grace),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -194,8 +195,14 @@ class Services:
     logs: Path
     started: list[Service] = field(default_factory=list)
 
-    def start(self, module: str, **env: str) -> Service:
+    def start(self, module: str, limit_data: int | None = None, **env: str) -> Service:
+        """`limit_data` caps the process's data segment (RLIMIT_DATA), in bytes."""
         log_path = self.logs / f"{module}-{len(self.started)}.log"
+
+        def limit() -> None:
+            if limit_data is not None:
+                resource.setrlimit(resource.RLIMIT_DATA, (limit_data, limit_data))
+
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", module],
@@ -203,6 +210,7 @@ class Services:
                 env=environment(self.settings, **env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=limit,
             )
         service = Service(process, log_path)
         self.started.append(service)
@@ -211,10 +219,10 @@ class Services:
     def executor(self, **env: str) -> Service:
         return self.start("executor", **env)
 
-    def backend(self, **env: str) -> str:
+    def backend(self, limit_data: int | None = None, **env: str) -> str:
         """Start the API on a free port and return its base URL once it answers."""
         port = free_port()
-        service = self.start("backend", HOST="127.0.0.1", PORT=str(port), **env)
+        service = self.start("backend", limit_data, HOST="127.0.0.1", PORT=str(port), **env)
         url = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:

@@ -11,12 +11,11 @@ import io
 import threading
 from typing import Any, BinaryIO
 
-import boto3
 import botocore.exceptions
 import urllib3.exceptions
-from botocore.config import Config
 
 from colsum.errors import PermanentError, SourceChanged, TransientError
+from colsum.s3client import make_client
 from colsum.settings import Settings
 from colsum.task import S3Source
 from executor.storage.prefetch import PrefetchReader
@@ -56,24 +55,6 @@ class S3Storage:
         reader = ResumableReader(S3Object(self.client, source), self.policy, stats, label)
         # Download on a thread of its own while the parser works on what came before.
         return io.BufferedReader(PrefetchReader(reader), READ_BUFFER)
-
-
-def make_client(settings: Settings) -> Any:
-    config = Config(
-        connect_timeout=settings.s3_connect_timeout,
-        read_timeout=settings.s3_read_timeout,
-        retries={"mode": "standard", "max_attempts": 3},
-        # Self-hosted endpoints (MinIO, moto) rarely have a DNS name per bucket.
-        s3={"addressing_style": "path" if settings.aws_url else "auto"},
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=settings.aws_url,
-        aws_access_key_id=settings.aws_id,
-        aws_secret_access_key=settings.aws_secret,
-        region_name=settings.aws_region,
-        config=config,
-    )
 
 
 class S3Object:

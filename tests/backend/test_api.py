@@ -99,7 +99,7 @@ def test_post_rejects_malformed_json_with_400(client):
     assert response.get_json() == {"error": "the request body is not valid JSON"}
 
 
-def test_post_without_a_json_content_type_is_415(client):
+def test_post_neither_json_nor_csv_is_415(client):
     response = client.post("/tasks", data='{"storage":"local","path":"a"}')
     assert response.status_code == 415
     assert "application/json" in response.get_json()["error"]

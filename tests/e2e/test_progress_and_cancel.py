@@ -48,3 +48,40 @@ def test_cancelling_a_running_task_stops_it_and_the_executor_takes_the_next(sett
     assert finished(api, following)["status"] == "done"
     assert time.monotonic() - started < 5
     assert task(api, running)["status"] == "cancelled"
+
+
+def upload(api: str, data, query: str = "") -> requests.Response:
+    headers = {"Content-Type": "text/csv"}
+    return requests.post(f"{api}/tasks{query}", data=data, headers=headers, timeout=120)
+
+
+def test_an_uploaded_csv_is_stored_under_data_dir_and_summed(settings, services):
+    api = services.backend()
+    services.executor()
+    response = upload(api, b"a;b;c;d;e;f;g;h;i;j\n1;2;3;4;5;6;7;8;9;10.5\n", "?delimiter=;")
+    assert response.status_code == 202
+    created = response.json()
+    assert created["source"] == {"storage": "local", "path": f"uploads/{created['id']}.csv"}
+    done = finished(api, created["id"])
+    assert done["result"]["columns"] == [{"column": 10, "name": "j", "sum": 10.5}]
+
+
+@pytest.mark.slow
+def test_an_upload_larger_than_the_backends_memory_limit_streams_through(settings, services):
+    row = b"1,2,3,4,5,6,7,8,9,10\n"
+    rows = 20_000_000  # 420 MB, the backend may hold 300 MB of data
+    api = services.backend(limit_data=300 << 20)
+    services.executor()
+
+    def body():
+        yield b"a,b,c,d,e,f,g,h,i,j\n"
+        block = row * 100_000
+        for _ in range(rows // 100_000):
+            yield block
+
+    response = upload(api, body())
+    assert response.status_code == 202, response.text
+    done = finished(api, response.json()["id"], timeout=120)
+    assert done["status"] == "done", done["error"]
+    assert done["result"]["rows"] == rows
+    assert done["result"]["columns"][0]["sum"] == 10 * rows
