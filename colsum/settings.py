@@ -51,6 +51,10 @@ class Settings:
     # `outbox_grace` seconds) and running tasks without a lease.
     sweep_interval: float = 10.0
     outbox_grace: float = 30.0
+    # Deliveries of a finished task to its callback_url: tries, and the first backoff
+    # (doubling after each failure).
+    webhook_attempts: int = 5
+    webhook_backoff: float = 2.0
     log_level: str = "INFO"
 
     @classmethod
@@ -100,5 +104,7 @@ class Settings:
             lease=number("LEASE", defaults.lease),
             sweep_interval=number("SWEEP_INTERVAL", defaults.sweep_interval),
             outbox_grace=number("OUTBOX_GRACE", defaults.outbox_grace),
+            webhook_attempts=number("WEBHOOK_ATTEMPTS", defaults.webhook_attempts, int),
+            webhook_backoff=number("WEBHOOK_BACKOFF", defaults.webhook_backoff),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
         )

@@ -63,6 +63,11 @@ class Keys:
         """The pub/sub channel told when a task finishes."""
         return f"{self.prefix}finished:{task_id}"
 
+    @property
+    def webhooks(self) -> str:
+        """Finished tasks whose record is to be POSTed to their callback_url, by due time."""
+        return f"{self.prefix}webhooks"
+
 
 # Shared by the scripts: KEYS[1] is the task, ARGV[1] its id; `prefix` is ARGV's last.
 _LUA_MOVE = """
@@ -116,9 +121,23 @@ move(prefix, ARGV[1], status, ARGV[2], redis.call('HGET', KEYS[1], 'seq'))
 redis.call('DEL', prefix .. 'lease:' .. ARGV[1])
 redis.call('ZREM', prefix .. 'outbox', ARGV[1])
 redis.call('PUBLISH', prefix .. 'finished:' .. ARGV[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'callback_url') == 1 then
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'webhook_status', 'pending', 'webhook_attempts', 0)
+  redis.call('ZADD', prefix .. 'webhooks', tonumber(now[1]) + tonumber(now[2]) / 1e6, ARGV[1])
+end
 return status
 """
 )
+
+# KEYS: webhooks. ARGV: now, seconds a claim lasts. Takes the first due delivery, and
+# puts it back for later in case the claimant dies before it is done.
+_CLAIM_WEBHOOK = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
+if not due then return false end
+redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], due)
+return due
+"""
 
 # KEYS: task. ARGV: field, value, ... Records progress while the task runs; returns the
 # status, so that the executor learns of a cancellation in the same round trip.
@@ -181,6 +200,7 @@ class TaskStore:
         self._finish = client.register_script(_FINISH)
         self._progress = client.register_script(_PROGRESS)
         self._renew = client.register_script(_RENEW)
+        self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
 
     @_translated
     def ping(self) -> None:
@@ -307,6 +327,27 @@ class TaskStore:
             return []
         leases = self.redis.mget([self.keys.lease(task_id) for task_id in ids])
         return [task_id for task_id, lease in zip(ids, leases, strict=True) if lease is None]
+
+    @_translated
+    def due_webhook(self, claim_for: float) -> str | None:
+        """A task whose webhook is due, held for `claim_for` seconds; None if none is."""
+        return self._claim_webhook(keys=[self.keys.webhooks], args=[time.time(), claim_for])
+
+    @_translated
+    def webhook_tried(
+        self, task_id: str, attempts: int, status: str, error: str | None, retry_in: float | None
+    ) -> None:
+        """Record a delivery attempt; due again in `retry_in` seconds, or settled."""
+        fields = {"webhook_status": status, "webhook_attempts": attempts}
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.task(task_id), mapping=fields)
+            if error is not None:
+                pipe.hset(self.keys.task(task_id), "webhook_error", error)
+            if retry_in is None:
+                pipe.zrem(self.keys.webhooks, task_id)
+            else:
+                pipe.zadd(self.keys.webhooks, {task_id: time.time() + retry_in})
+            pipe.execute()
 
     @_translated
     def lock(self, name: str, seconds: float) -> bool:

@@ -95,6 +95,14 @@ class TaskRequest(BaseModel):
     source: Source
     header: StrictBool | None = None
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    callback_url: Annotated[str, Field(max_length=2048)] | None = None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _is_an_http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
 
     @field_validator("delimiter")
     @classmethod
@@ -109,7 +117,8 @@ class TaskRequest(BaseModel):
         if not isinstance(body, dict):
             return cls.model_validate(body)  # raises: the body must be an object
         fields = dict(body)
-        options = {name: fields.pop(name) for name in ("header", "delimiter") if name in fields}
+        names = ("header", "delimiter", "callback_url")
+        options = {name: fields.pop(name) for name in names if name in fields}
         return cls.model_validate({"source": fields, **options})
 
 
@@ -121,7 +130,15 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start and end else None
 
 
-COUNTERS = ("attempt", "attempts", "resumes", "bytes_read", "bytes_total", "rows_read")
+COUNTERS = (
+    "attempt",
+    "attempts",
+    "resumes",
+    "bytes_read",
+    "bytes_total",
+    "rows_read",
+    "webhook_attempts",
+)
 
 
 def now() -> str:
@@ -135,6 +152,7 @@ class Task:
     source: LocalSource | S3Source
     header: bool | None = None
     delimiter: str = ","
+    callback_url: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: TaskStatus = TaskStatus.QUEUED
     created_at: str = field(default_factory=now)
@@ -151,10 +169,19 @@ class Task:
     bytes_read: int | None = None
     bytes_total: int | None = None
     rows_read: int | None = None
+    # Delivery of the final record to callback_url: pending, delivered or failed.
+    webhook_status: str | None = None
+    webhook_attempts: int | None = None
+    webhook_error: str | None = None
 
     @classmethod
     def from_request(cls, request: TaskRequest) -> Task:
-        return cls(source=request.source, header=request.header, delimiter=request.delimiter)
+        return cls(
+            source=request.source,
+            header=request.header,
+            delimiter=request.delimiter,
+            callback_url=request.callback_url,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +204,14 @@ class Task:
             "rows_read": self.rows_read,
             "progress": self.progress,
             **self.timings(),
+            "callback_url": self.callback_url,
+            "webhook": None
+            if self.webhook_status is None
+            else {
+                "status": self.webhook_status,
+                "attempts": self.webhook_attempts,
+                "last_error": self.webhook_error,
+            },
         }
 
     @property
@@ -214,7 +249,8 @@ class Task:
             "delimiter": self.delimiter,
             "created_at": self.created_at,
         }
-        for name in ("started_at", "finished_at", "error", "executor", *COUNTERS):
+        texts = ("started_at", "finished_at", "error", "executor", "callback_url")
+        for name in (*texts, "webhook_status", "webhook_error", *COUNTERS):
             if (value := getattr(self, name)) is not None:
                 record[name] = str(value)
         if self.result is not None:
@@ -236,5 +272,8 @@ class Task:
             result=jsoncodec.loads(result) if result is not None else None,
             error=record.get("error"),
             executor=record.get("executor"),
+            callback_url=record.get("callback_url"),
+            webhook_status=record.get("webhook_status"),
+            webhook_error=record.get("webhook_error"),
             **{name: int(record[name]) for name in COUNTERS if name in record},
         )

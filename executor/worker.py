@@ -38,6 +38,7 @@ from colsum.task import Task, TaskStatus
 from executor import summing
 from executor.storage import ReadStats, Storage
 from executor.sweeper import Sweeper
+from executor.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Worker:
         self.topology = Topology.from_settings(settings)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.sweeper = Sweeper(settings, store)
+        self.webhooks = Webhooks(settings, store)
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
 
@@ -63,6 +65,7 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
         log.info("executor %s consuming %r", self.name, self.topology.queue)
+        self.webhooks.start()
         failures = 0
         try:
             while not self.stopping:
@@ -78,6 +81,7 @@ class Worker:
                     self._wait_for_task_in_hand()
                     self._sleep(delay)
         finally:
+            self.webhooks.stop()
             self.sweeper.close()
         log.info("executor %s stopped", self.name)
 

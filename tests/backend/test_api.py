@@ -80,6 +80,7 @@ def test_get_an_unknown_task_is_404_with_a_json_error(client):
         ({"storage": "local", "path": ""}, "'path' string should have at least 1 character"),
         ({"storage": "local", "path": 5}, "'path' input should be a valid string"),
         ({**LOCAL, "header": "yes"}, "'header' input should be a valid boolean"),
+        ({**LOCAL, "callback_url": "ftp://host/x"}, "'callback_url' must be an http:// or"),
         ({**LOCAL, "delimiter": ";;"}, "'delimiter' string should have at most 1 character"),
         ({**LOCAL, "delimiter": "."}, "'delimiter' must be one character that cannot be part"),
         ({"storage": "s3", "bucket": "Bad_Bucket", "key": "k"}, "'bucket' must be an S3 bucket"),
