@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 
 from tests.csvfiles import write_numbers
 from tests.e2e.client import finished, submit
@@ -78,3 +79,19 @@ def test_a_task_that_can_never_succeed_fails_within_seconds(
     assert record["status"] == "failed"
     assert message.format(bucket=bucket.name)[:60] in record["error"]
     assert time.monotonic() - started < 5
+
+
+def test_an_upload_goes_to_the_upload_bucket_when_one_is_set(bucket, services):
+    s3_env = {"AWS_URL": bucket.settings.aws_url, "AWS_ID": "testing", "AWS_SECRET": "testing"}
+    api = services.backend(UPLOAD_BUCKET=bucket.name, **s3_env)
+    services.executor(**s3_env)
+    body = b"a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,10\n"
+    response = requests.post(
+        f"{api}/tasks", data=body, headers={"Content-Type": "text/csv"}, timeout=30
+    )
+    assert response.status_code == 202, response.text
+    created = response.json()
+    key = f"uploads/{created['id']}.csv"
+    assert created["source"] == {"storage": "s3", "bucket": bucket.name, "key": key}
+    assert bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read() == body
+    assert finished(api, created["id"])["result"]["columns"][0]["sum"] == 10
