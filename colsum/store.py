@@ -203,10 +203,6 @@ class TaskStore:
         self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
 
     @_translated
-    def ping(self) -> None:
-        self.redis.ping()
-
-    @_translated
     def create(self, task: Task) -> None:
         """Record a queued task, in the outbox until `published` says RabbitMQ has it."""
         pairs = [item for pair in task.to_redis().items() for item in pair]

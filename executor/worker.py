@@ -146,7 +146,7 @@ class Worker:
                 self.store.fail(task_id, f"stopped: ran longer than TASK_TIME_LIMIT ({limit:g} s)")
                 log.warning("task %s: over its time limit; failed", task_id)
                 return True
-            if now - reported >= PROGRESS_INTERVAL and stats.attempts:
+            if now - reported >= PROGRESS_INTERVAL:
                 reported = now
                 if self.store.progress(task_id, **stats.to_record()) is TaskStatus.CANCELLED:
                     cancel.set()
