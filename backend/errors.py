@@ -8,6 +8,7 @@ import pydantic
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from backend.validation import InvalidRequest
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,10 @@ def register(app: Flask) -> None:
         # Keep werkzeug's headers but its HTML type: a 405's Allow, for one.
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
         return {"error": error.description}, error.code, headers
+
+    @app.errorhandler(InvalidRequest)
+    def invalid_request(error: InvalidRequest):
+        return {"error": str(error)}, 400
 
     @app.errorhandler(pydantic.ValidationError)
     def invalid_task(error: pydantic.ValidationError):

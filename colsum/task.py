@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from colsum import jsoncodec
 
@@ -27,22 +27,19 @@ class TaskStatus(StrEnum):
         return self in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
-# One character that is neither part of a number, a quote nor a line end (swagger.yaml: the
-# Delimiter schema's pattern).
-DELIMITER = r'[^"\r\n0-9A-Za-z.+\-]'
 # Task ids are uuid4().hex.
 TASK_ID = r"[0-9a-f]{32}"
 
 
 class _Source(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(frozen=True)
 
 
 class LocalSource(_Source):
     """A file below the executors' DATA_DIR, named relative to it."""
 
     storage: Literal["local"] = "local"
-    path: Annotated[str, Field(min_length=1, max_length=1024)]
+    path: str
 
     @field_validator("path")
     @classmethod
@@ -67,17 +64,7 @@ class S3Source(_Source):
 
     storage: Literal["s3"] = "s3"
     bucket: str
-    key: Annotated[str, Field(min_length=1, max_length=1024)]
-
-    @field_validator("bucket")
-    @classmethod
-    def _is_a_bucket_name(cls, bucket: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
-            raise ValueError(
-                "must be an S3 bucket name: 3 to 63 lowercase letters, digits, dots and "
-                "hyphens, beginning and ending with a letter or digit"
-            )
-        return bucket
+    key: str
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
@@ -88,28 +75,15 @@ _source_adapter: TypeAdapter[LocalSource | S3Source] = TypeAdapter(Source)
 
 
 class TaskRequest(BaseModel):
-    """The body of `POST /tasks`: a source's fields plus the optional `header` flag."""
+    """The body of `POST /tasks`, once the backend checked it against swagger.yaml: a
+    source's fields plus the options. Its own checks are the ones a schema cannot make."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     source: Source
-    header: StrictBool | None = None
-    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
-    callback_url: Annotated[str, Field(max_length=2048)] | None = None
-
-    @field_validator("callback_url")
-    @classmethod
-    def _is_an_http_url(cls, url: str | None) -> str | None:
-        if url is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url):
-            raise ValueError("must be an http:// or https:// URL")
-        return url
-
-    @field_validator("delimiter")
-    @classmethod
-    def _is_a_delimiter(cls, delimiter: str) -> str:
-        if not re.fullmatch(DELIMITER, delimiter):
-            raise ValueError("must be one character that cannot be part of a number or a quote")
-        return delimiter
+    header: bool | None = None
+    delimiter: str = ","
+    callback_url: str | None = None
 
     @classmethod
     def from_body(cls, body: Any) -> TaskRequest:
