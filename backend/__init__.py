@@ -8,7 +8,7 @@ from flask import Flask
 from flask.json.provider import JSONProvider
 from werkzeug.routing import BaseConverter
 
-from backend import docs, errors, tasks
+from backend import docs, errors, health, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Task requests are small JSON documents; anything larger is a mistake or an attack.
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.register_blueprint(tasks.blueprint)
+    app.register_blueprint(health.blueprint)
     docs.register(app)
     errors.register(app)
     return app

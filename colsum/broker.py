@@ -156,6 +156,14 @@ class Publisher:
             self._channel = channel
         return self._channel
 
+    def ping(self) -> None:
+        """BrokerUnavailable unless RabbitMQ answers on this publisher's connection."""
+        try:
+            self._open_channel().connection.process_data_events(0)
+        except CONNECTION_ERRORS as error:
+            self.close()
+            raise BrokerUnavailable(f"RabbitMQ is unavailable: {error!r}") from error
+
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:

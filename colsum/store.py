@@ -64,6 +64,14 @@ class Keys:
         return f"{self.prefix}finished:{task_id}"
 
     @property
+    def executors(self) -> str:
+        """Live executors, scored by their last heartbeat."""
+        return f"{self.prefix}executors"
+
+    def executor(self, name: str) -> str:
+        return f"{self.prefix}executor:{name}"
+
+    @property
     def webhooks(self) -> str:
         """Finished tasks whose record is to be POSTed to their callback_url, by due time."""
         return f"{self.prefix}webhooks"
@@ -344,6 +352,30 @@ class TaskStore:
             else:
                 pipe.zadd(self.keys.webhooks, {task_id: time.time() + retry_in})
             pipe.execute()
+
+    @_translated
+    def heartbeat(self, name: str, fields: dict[str, Any], ttl: float) -> None:
+        """Register or renew an executor; it drops out `ttl` seconds after its last beat."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            key = self.keys.executor(name)
+            pipe.hset(key, mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+            pipe.pexpire(key, int(ttl * 1000))
+            pipe.zadd(self.keys.executors, {name: time.time()})
+            pipe.execute()
+
+    @_translated
+    def live_executors(self, ttl: float) -> list[dict[str, str]]:
+        """The executors that beat within `ttl` seconds; the others are forgotten here."""
+        self.redis.zremrangebyscore(self.keys.executors, "-inf", time.time() - ttl)
+        names = self.redis.zrange(self.keys.executors, 0, -1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.executor(name))
+            return [record for record in pipe.execute() if record]
+
+    @_translated
+    def ping(self) -> None:
+        self.redis.ping()
 
     @_translated
     def lock(self, name: str, seconds: float) -> bool:

@@ -35,6 +35,7 @@ from colsum.errors import (
 from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import Task, TaskStatus
+from colsum.task import now as now_stamp
 from executor import summing
 from executor.storage import ReadStats, Storage
 from executor.sweeper import Sweeper
@@ -43,6 +44,8 @@ from executor.webhooks import Webhooks
 log = logging.getLogger(__name__)
 
 MAX_RECONNECT_DELAY = 10.0
+HEARTBEAT_INTERVAL = 5.0  # seconds between two registrations of a live executor
+HEARTBEAT_TTL = 15.0  # ...after which a silent one counts as gone
 PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
 
 
@@ -57,6 +60,10 @@ class Worker:
         self.webhooks = Webhooks(settings, store)
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
+        self._started_at = now_stamp()
+        self._current: str | None = None
+        self._done = self._failed = 0
+        self._next_beat = 0.0
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -105,6 +112,7 @@ class Worker:
                         channel.basic_nack(method.delivery_tag, requeue=True)
                     break
                 self.sweeper.maybe_sweep()
+                self._beat()
                 if method is None:
                     continue
                 if self._handle(connection, body, properties):
@@ -128,6 +136,8 @@ class Worker:
         cancel = threading.Event()
         stats = ReadStats()
         self._in_hand = self._start_thread(connection, task_id, attempt, cancel, stats)
+        self._current = task_id
+        self._beat(now=True)
         started = time.monotonic()
         renewed = reported = started
         # The task runs on its own thread so that this one keeps answering RabbitMQ's
@@ -152,9 +162,11 @@ class Worker:
                     cancel.set()
                     log.info("task %s: cancelled; stopping it", task_id)
                     return True
+            self._beat()
             if now - renewed > self.settings.lease / 3:
                 self.store.renew_lease(task_id, self.name, self.settings.lease)
                 renewed = now
+        self._current = None
         try:
             self._in_hand.result()
         except StoreUnavailable as error:
@@ -236,6 +248,7 @@ class Worker:
             if not self.store.complete(task.id, result, **stats.to_record()):
                 log.info("task %s: finished elsewhere meanwhile; this result is dropped", task_id)
                 return
+            self._done += 1
             log.info(
                 "task %s: done, %d rows in %.2fs (%d attempts, %d resumes)",
                 task_id,
@@ -267,7 +280,26 @@ class Worker:
 
     def _fail(self, task: Task, error: str, stats: ReadStats) -> None:
         log.info("task %s: failed: %s", task.id, error)
-        self.store.fail(task.id, error, **stats.to_record())
+        if self.store.fail(task.id, error, **stats.to_record()):
+            self._failed += 1
+
+    def _beat(self, now: bool = False) -> None:
+        """Register this executor for `GET /executors`, every few seconds."""
+        if not now and time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+        host, _, pid = self.name.rpartition(":")
+        fields = {
+            "id": self.name,
+            "host": host,
+            "pid": pid,
+            "started_at": self._started_at,
+            "current_task": self._current,
+            "tasks_done": self._done,
+            "tasks_failed": self._failed,
+            "last_heartbeat": now_stamp(),
+        }
+        self.store.heartbeat(self.name, fields, HEARTBEAT_TTL)
 
     # -- stopping -------------------------------------------------------------------------
 

@@ -19,6 +19,11 @@ LOCAL = {"storage": "local", "path": "sample.csv"}
 UNKNOWN = "0" * 32
 
 
+def nobody(settings: Settings) -> str:
+    """The AMQP URL of a port where nothing listens."""
+    return urlunsplit(urlsplit(settings.amqp_url)._replace(netloc=f"127.0.0.1:{free_port()}"))
+
+
 def post(client, body):
     return client.post("/tasks", json=body)
 
@@ -135,10 +140,7 @@ def test_active_counts_queued_and_running_tasks(client, store):
 
 
 def test_without_rabbitmq_post_is_503_and_leaves_no_task_behind(settings, store):
-    unreachable = urlunsplit(
-        urlsplit(settings.amqp_url)._replace(netloc=f"127.0.0.1:{free_port()}")
-    )
-    client = create_app(dataclasses.replace(settings, amqp_url=unreachable)).test_client()
+    client = create_app(dataclasses.replace(settings, amqp_url=nobody(settings))).test_client()
     response = post(client, LOCAL)
     assert response.status_code == 503
     assert response.headers["Retry-After"]
@@ -258,3 +260,20 @@ def test_swagger_ui_is_served_from_the_package_not_a_cdn(client):
     assert "http://" not in page.replace("http://localhost", "")
     assert "https://" not in page
     assert client.get("/docs/swagger-ui-bundle.js").status_code == 200
+
+
+def test_healthz_answers_while_the_process_runs(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_redis_and_rabbitmq_answer(client):
+    assert client.get("/readyz").get_json() == {"status": "ok", "redis": "ok", "rabbitmq": "ok"}
+
+
+def test_readyz_is_503_naming_what_does_not_answer(settings):
+    client = create_app(dataclasses.replace(settings, amqp_url=nobody(settings))).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["status"], body["redis"]) == ("unavailable", "ok")
+    assert "RabbitMQ is unavailable" in body["rabbitmq"]

@@ -1,0 +1,55 @@
+"""Health for orchestrators, and the executors an operator can see."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from backend.services import services
+from colsum.errors import BrokerUnavailable, StoreUnavailable
+
+blueprint = Blueprint("health", __name__)
+
+EXECUTOR_TTL = 15.0  # seconds after its last heartbeat that an executor counts as gone
+
+
+@blueprint.get("/healthz")
+def healthz():
+    """The process answers: enough for a liveness probe, which must not fail on a
+    dependency (restarting the backend would not bring Redis back)."""
+    return {"status": "ok"}
+
+
+@blueprint.get("/readyz")
+def readyz():
+    """Redis and RabbitMQ answer: ready to accept tasks."""
+    found = services()
+    checks = {}
+    for name, ping, error_type in (
+        ("redis", found.store.ping, StoreUnavailable),
+        ("rabbitmq", found.publisher.ping, BrokerUnavailable),
+    ):
+        try:
+            ping()
+            checks[name] = "ok"
+        except error_type as error:
+            checks[name] = str(error)
+    ready = all(value == "ok" for value in checks.values())
+    return {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
+
+
+@blueprint.get("/executors")
+def executors():
+    return {"executors": [_executor(r) for r in services().store.live_executors(EXECUTOR_TTL)]}
+
+
+def _executor(record: dict[str, str]) -> dict[str, object]:
+    return {
+        "id": record.get("id"),
+        "host": record.get("host"),
+        "pid": int(record.get("pid") or 0),
+        "started_at": record.get("started_at"),
+        "current_task": record.get("current_task") or None,
+        "tasks_done": int(record.get("tasks_done") or 0),
+        "tasks_failed": int(record.get("tasks_failed") or 0),
+        "last_heartbeat": record.get("last_heartbeat"),
+    }

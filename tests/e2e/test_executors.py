@@ -1,0 +1,34 @@
+"""GET /executors: the live executors, and a dead one dropping out."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+import requests
+
+from tests.conftest import slow_file, wait_for
+from tests.e2e.client import local, submit
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def executors(api: str) -> list[dict]:
+    return requests.get(f"{api}/executors", timeout=10).json()["executors"]
+
+
+def test_live_executors_are_listed_and_a_killed_one_drops_out(settings, services):
+    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    api = services.backend()
+    first, second = services.executor(), services.executor()
+    wait_for(lambda: len(executors(api)) == 2, timeout=20)
+    task_id = submit(api, local("hung.csv"))
+    busy = wait_for(lambda: [e for e in executors(api) if e["current_task"] == task_id], 20)
+    assert busy[0]["pid"] in (first.process.pid, second.process.pid)
+    assert busy[0]["id"] == f"{busy[0]['host']}:{busy[0]['pid']}"
+
+    idle = second if busy[0]["pid"] == first.process.pid else first
+    idle.process.send_signal(signal.SIGKILL)
+    left = wait_for(lambda: len(executors(api)) == 1 and executors(api), timeout=25)
+    assert left[0]["pid"] != idle.process.pid
