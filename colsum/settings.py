@@ -56,6 +56,7 @@ class Settings:
     webhook_attempts: int = 5
     webhook_backoff: float = 2.0
     log_level: str = "INFO"
+    log_format: str = "console"  # or "json": one JSON object a line
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,4 +108,5 @@ class Settings:
             webhook_attempts=number("WEBHOOK_ATTEMPTS", defaults.webhook_attempts, int),
             webhook_backoff=number("WEBHOOK_BACKOFF", defaults.webhook_backoff),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
+            log_format=text("LOG_FORMAT", defaults.log_format).lower(),
         )

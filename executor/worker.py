@@ -22,7 +22,7 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from colsum import broker
+from colsum import broker, logs
 from colsum.broker import Topology
 from colsum.errors import (
     BrokerMisconfigured,
@@ -133,6 +133,14 @@ class Worker:
             log.error("dropping a message: %s", error)
             return True
         attempt = broker.delivery_count(properties) + 1
+        token = logs.TASK_ID.set(task_id)
+        try:
+            return self._follow(connection, task_id, attempt)
+        finally:
+            logs.TASK_ID.reset(token)
+
+    def _follow(self, connection: pika.BlockingConnection, task_id: str, attempt: int) -> bool:
+        """Run the task on its thread and watch it until it ends; True to ack."""
         cancel = threading.Event()
         stats = ReadStats()
         self._in_hand = self._start_thread(connection, task_id, attempt, cancel, stats)
@@ -186,6 +194,7 @@ class Worker:
         future: Future[None] = Future()
 
         def work() -> None:
+            logs.TASK_ID.set(task_id)
             try:
                 self.process(task_id, attempt, cancel, stats)
                 future.set_result(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import queue
 import threading
@@ -25,7 +26,11 @@ class PrefetchReader(io.RawIOBase):
         self._stopped = threading.Event()
         self._pending = memoryview(b"")
         self._finished = False
-        self._thread = threading.Thread(target=self._fill, name="prefetch", daemon=True)
+        # In the caller's context, so that its log lines keep the task's id.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._fill,), name="prefetch", daemon=True
+        )
         self._thread.start()
 
     def readable(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -142,3 +143,18 @@ def test_a_file_replaced_twice_fails_its_task(settings, store):
     task = run_in_process(settings, store, ChangingStorage(changes=2))
     assert task.status is TaskStatus.FAILED
     assert task.error == "a.csv was replaced while it was being read, twice; not summed"
+
+
+def test_json_logs_carry_the_task_id_on_every_line_about_the_task(
+    settings, services, store, submit
+):
+    (settings.data_dir / "bad.csv").write_text(HEADER + ROW.replace("10", "ten"))
+    executor = services.executor(LOG_FORMAT="json")
+    task_id = submit("bad.csv")
+    wait_for(lambda: finished(store, task_id))
+    executor.stop()
+    lines = [json.loads(line) for line in executor.log.splitlines() if line.strip()]
+    about_it = [line for line in lines if task_id in line["message"]]
+    assert len(about_it) >= 2  # taking it, failing it
+    assert all(line.get("task_id") == task_id for line in about_it)
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
