@@ -1,0 +1,164 @@
+"""`colsum`: the command-line client of a Colsum service.
+
+    colsum submit sample.csv --wait          # a path below the executors' DATA_DIR
+    colsum submit s3://bucket/key.csv        # an S3 object
+    colsum submit ./local.csv --upload       # a file of yours, uploaded
+    colsum status ID | list | active | cancel ID
+
+Exit codes for scripts: 0 done (or the request succeeded), 1 the task failed or was
+cancelled, 2 the request was refused (4xx), 3 the service is unreachable or broken (5xx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+from tqdm import tqdm
+
+from colsum import jsoncodec
+
+DONE, FAILED, REFUSED, UNAVAILABLE = 0, 1, 2, 3
+
+
+class ServiceError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Client:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.session.request(method, f"{self.url}{path}", timeout=70, **kwargs)
+        except requests.ConnectionError as error:
+            raise ServiceError(f"cannot reach {self.url}: {error}", UNAVAILABLE) from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]
+            except (ValueError, KeyError):
+                message = response.text[:200]
+            code = REFUSED if response.status_code < 500 else UNAVAILABLE
+            raise ServiceError(f"{response.status_code}: {message}", code)
+        return jsoncodec.loads(response.text)  # sums are exact decimals: keep every digit
+
+
+def source_of(target: str) -> dict[str, str]:
+    if target.startswith("s3://"):
+        bucket, _, key = target[5:].partition("/")
+        return {"storage": "s3", "bucket": bucket, "key": key}
+    return {"storage": "local", "path": target}
+
+
+def submit(client: Client, args: argparse.Namespace) -> dict:
+    options: dict[str, Any] = {}
+    if args.header is not None:
+        options["header"] = args.header
+    if args.delimiter:
+        options["delimiter"] = args.delimiter
+    if args.upload:
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in options.items()}
+        with Path(args.target).open("rb") as body:
+            headers = {"Content-Type": "text/csv"}
+            return client.call("POST", "/tasks", data=body, headers=headers, params=query)
+    return client.call("POST", "/tasks", json={**source_of(args.target), **options})
+
+
+def wait(client: Client, task: dict, quiet: bool) -> dict:
+    """Follow a task to its end, with a progress bar on a terminal."""
+    bar = tqdm(total=100, unit="%", disable=quiet or None, file=sys.stderr, leave=False)
+    with bar:
+        while task["status"] in ("queued", "running"):
+            task = client.call("GET", f"/tasks/{task['id']}", params={"wait": 1})
+            done = round(float(task.get("progress") or 0) * 100)
+            bar.set_description(task["status"])
+            bar.update(done - bar.n)
+    return task
+
+
+def show(task: dict, as_json: bool) -> None:
+    if as_json:
+        print(jsoncodec.dumps(task))
+        return
+    source = task["source"]
+    where = source.get("path") or f"s3://{source['bucket']}/{source['key']}"
+    print(f"{task['id']}  {task['status']}  {where}")
+    if task.get("error"):
+        print(f"error: {task['error']}")
+    if task.get("result"):
+        print(f"rows: {task['result']['rows']}")
+        for column in task["result"]["columns"]:
+            print(f"  column {column['column']:>4}  {column['name'] or '':<20} {column['sum']}")
+
+
+def exit_code(task: dict) -> int:
+    return DONE if task["status"] in ("done", "queued", "running") else FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="colsum", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=os.environ.get("COLSUM_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--json", action="store_true", help="print JSON, not a table")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sub = commands.add_parser("submit", help="create a task")
+    sub.add_argument(
+        "target", help="a path below DATA_DIR, s3://bucket/key, or with --upload a file"
+    )
+    sub.add_argument("--upload", action="store_true", help="send the local file itself")
+    sub.add_argument("--wait", action="store_true", help="follow the task to its end")
+    sub.add_argument("--header", action=argparse.BooleanOptionalAction, default=None)
+    sub.add_argument("--delimiter")
+    commands.add_parser("status", help="show a task").add_argument("id")
+    listing = commands.add_parser("list", help="the newest tasks")
+    listing.add_argument("--status")
+    listing.add_argument("--limit", type=int, default=20)
+    commands.add_parser("active", help="count the tasks in work")
+    commands.add_parser("cancel", help="cancel a task").add_argument("id")
+    args = parser.parse_args(argv)
+
+    client = Client(args.url)
+    try:
+        if args.command == "submit":
+            task = submit(client, args)
+            if args.wait:
+                task = wait(client, task, quiet=args.json)
+            show(task, args.json)
+            return exit_code(task)
+        if args.command == "status":
+            task = client.call("GET", f"/tasks/{args.id}")
+            show(task, args.json)
+            return exit_code(task)
+        if args.command == "cancel":
+            show(client.call("DELETE", f"/tasks/{args.id}"), args.json)
+            return DONE
+        if args.command == "active":
+            counts = client.call("GET", "/tasks/active")
+            print(
+                json.dumps(counts)
+                if args.json
+                else "  ".join(f"{k} {v}" for k, v in counts.items())
+            )
+            return DONE
+        params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
+        page = client.call("GET", "/tasks", params=params)
+        if args.json:
+            print(jsoncodec.dumps(page))
+        for task in [] if args.json else page["tasks"]:
+            show({**task, "result": None, "error": None}, False)
+        return DONE
+    except ServiceError as error:
+        print(f"colsum: {error}", file=sys.stderr)
+        return error.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The `colsum` command against a running service, as a script would use it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import ROOT, free_port, slow_file, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def colsum(api: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "colsum.cli", "--url", api, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.fixture
+def api(settings, services) -> str:
+    shutil.copy(ROOT / "sample.csv", settings.data_dir / "sample.csv")
+    url = services.backend()
+    services.executor()
+    return url
+
+
+def test_submit_wait_prints_the_exact_sums_and_exits_0(api):
+    run = colsum(api, "submit", "sample.csv", "--wait")
+    assert run.returncode == 0, run.stderr
+    assert "done" in run.stdout
+    assert "revenue" in run.stdout and "4617083.41" in run.stdout
+
+
+def test_json_output_parses_and_keeps_every_digit(api):
+    run = colsum(api, "--json", "submit", "sample.csv", "--wait")
+    task = json.loads(run.stdout, parse_float=Decimal)
+    assert task["status"] == "done"
+    assert task["result"]["columns"][1]["sum"] == Decimal("1123509.6")
+
+
+def test_a_failed_task_exits_1(settings, api):
+    (settings.data_dir / "bad.csv").write_text("a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,x\n")
+    run = colsum(api, "submit", "bad.csv", "--wait")
+    assert run.returncode == 1
+    assert "line 2, column 10" in run.stdout
+
+
+def test_an_upload_of_a_local_file(api, tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("a;b;c;d;e;f;g;h;i;j\n1;2;3;4;5;6;7;8;9;2.5\n")
+    run = colsum(api, "--json", "submit", str(path), "--upload", "--delimiter", ";", "--wait")
+    assert json.loads(run.stdout, parse_float=Decimal)["result"]["columns"][0]["sum"] == Decimal(
+        "2.5"
+    )
+
+
+def test_status_list_active_and_cancel(settings, api):
+    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    task_id = json.loads(colsum(api, "--json", "submit", "hung.csv").stdout)["id"]
+    wait_for(
+        lambda: json.loads(colsum(api, "--json", "status", task_id).stdout)["status"] == "running"
+    )
+    assert json.loads(colsum(api, "--json", "active").stdout)["running"] == 1
+    listed = json.loads(colsum(api, "--json", "list", "--status", "running").stdout)
+    assert [t["id"] for t in listed["tasks"]] == [task_id]
+    assert colsum(api, "cancel", task_id).returncode == 0
+    assert colsum(api, "status", task_id).returncode == 1  # cancelled
+
+
+def test_a_refused_request_exits_2_and_an_unreachable_service_3(api):
+    refused = colsum(api, "submit", "/etc/passwd")
+    assert refused.returncode == 2
+    assert "must be relative to DATA_DIR" in refused.stderr
+    assert colsum(f"http://127.0.0.1:{free_port()}", "active").returncode == 3
