@@ -43,5 +43,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(health.blueprint)
     docs.register(app)
+    # Imported here, not at the top: prometheus-client picks its storage (one process, or
+    # gunicorn's many) when it is first imported, after `python -m backend` has chosen.
+    from backend import metrics
+
+    metrics.register(app)
     errors.register(app)
     return app

@@ -1,13 +1,26 @@
 """`python -m backend`: serve the API with gunicorn on $HOST:$PORT."""
 
-from __future__ import annotations
+import os
+import tempfile
+
+# prometheus-client's multiprocess mode: each gunicorn worker writes its counters to this
+# directory and /metrics adds them up. It must be set before prometheus_client is imported;
+# a fresh directory per start, so that counts begin at 0.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="colsum-metrics-")
 
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess
 
 from backend import create_app
 from colsum.settings import Settings
+
+
+def _forget_worker(_server: Any, worker: Any) -> None:
+    """A worker that exits leaves its live gauges behind unless told so."""
+    multiprocess.mark_process_dead(worker.pid)
 
 
 class Server(BaseApplication):
@@ -26,6 +39,7 @@ class Server(BaseApplication):
         # (a test run beside `make run`) would fight over it, and nothing here uses it.
         self.cfg.set("control_socket_disable", True)
         self.cfg.set("accesslog", "-")
+        self.cfg.set("child_exit", _forget_worker)
         self.cfg.set("loglevel", self.settings.log_level.lower())
 
     def load(self) -> Any:

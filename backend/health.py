@@ -52,4 +52,5 @@ def _executor(record: dict[str, str]) -> dict[str, object]:
         "tasks_done": int(record.get("tasks_done") or 0),
         "tasks_failed": int(record.get("tasks_failed") or 0),
         "last_heartbeat": record.get("last_heartbeat"),
+        "metrics_port": int(record["metrics_port"]) if record.get("metrics_port") else None,
     }

@@ -156,6 +156,15 @@ class Publisher:
             self._channel = channel
         return self._channel
 
+    def queue_depth(self) -> int:
+        """Messages ready in the task queue."""
+        try:
+            declared = self._open_channel().queue_declare(self.topology.queue, passive=True)
+        except CONNECTION_ERRORS as error:
+            self.close()
+            raise BrokerUnavailable(f"RabbitMQ is unavailable: {error!r}") from error
+        return declared.method.message_count
+
     def ping(self) -> None:
         """BrokerUnavailable unless RabbitMQ answers on this publisher's connection."""
         try:

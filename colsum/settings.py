@@ -55,6 +55,8 @@ class Settings:
     # (doubling after each failure).
     webhook_attempts: int = 5
     webhook_backoff: float = 2.0
+    # Where an executor serves its Prometheus metrics; 0: a free port, shown on /executors.
+    executor_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
 
@@ -107,6 +109,9 @@ class Settings:
             outbox_grace=number("OUTBOX_GRACE", defaults.outbox_grace),
             webhook_attempts=number("WEBHOOK_ATTEMPTS", defaults.webhook_attempts, int),
             webhook_backoff=number("WEBHOOK_BACKOFF", defaults.webhook_backoff),
+            executor_metrics_port=number(
+                "EXECUTOR_METRICS_PORT", defaults.executor_metrics_port, int
+            ),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
         )

@@ -36,7 +36,7 @@ from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import Task, TaskStatus
 from colsum.task import now as now_stamp
-from executor import summing
+from executor import metrics, summing
 from executor.storage import ReadStats, Storage
 from executor.sweeper import Sweeper
 from executor.webhooks import Webhooks
@@ -64,6 +64,7 @@ class Worker:
         self._current: str | None = None
         self._done = self._failed = 0
         self._next_beat = 0.0
+        self.metrics_port: int | None = None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -71,7 +72,13 @@ class Worker:
         """Consume until stopped, reconnecting with backoff when RabbitMQ or Redis goes away."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
-        log.info("executor %s consuming %r", self.name, self.topology.queue)
+        self.metrics_port = metrics.serve(self.settings.executor_metrics_port)
+        log.info(
+            "executor %s consuming %r; metrics on port %d",
+            self.name,
+            self.topology.queue,
+            self.metrics_port,
+        )
         self.webhooks.start()
         failures = 0
         try:
@@ -246,6 +253,7 @@ class Worker:
             result = self._sum(task, stats, cancel)
         except TaskInterrupted:
             log.info("task %s: interrupted", task_id)
+            metrics.record("interrupted", time.monotonic() - started, stats)
         except PermanentError as error:
             self._fail(task, str(error), stats)
         except TransientError as error:
@@ -254,6 +262,7 @@ class Worker:
             log.exception("task %s: unexpected error", task_id)
             self._fail(task, f"internal error: {error!r}", stats)
         else:
+            metrics.record("done", time.monotonic() - started, stats)
             if not self.store.complete(task.id, result, **stats.to_record()):
                 log.info("task %s: finished elsewhere meanwhile; this result is dropped", task_id)
                 return
@@ -289,6 +298,7 @@ class Worker:
 
     def _fail(self, task: Task, error: str, stats: ReadStats) -> None:
         log.info("task %s: failed: %s", task.id, error)
+        metrics.record("failed", None, stats)
         if self.store.fail(task.id, error, **stats.to_record()):
             self._failed += 1
 
@@ -307,6 +317,7 @@ class Worker:
             "tasks_done": self._done,
             "tasks_failed": self._failed,
             "last_heartbeat": now_stamp(),
+            "metrics_port": self.metrics_port,
         }
         self.store.heartbeat(self.name, fields, HEARTBEAT_TTL)
 

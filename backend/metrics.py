@@ -1,0 +1,73 @@
+"""Prometheus metrics of the backend, at /metrics.
+
+gunicorn runs several worker processes, so counters use prometheus-client's multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR, set by `python -m backend`); the task counts and the queue
+depth are read from Redis and RabbitMQ when scraped.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from backend.services import services
+from colsum.errors import BrokerUnavailable, StoreUnavailable
+
+blueprint = Blueprint("metrics", __name__)
+
+REQUESTS = Counter(
+    "colsum_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+TASKS_CREATED = Counter("colsum_tasks_created_total", "Tasks accepted with 202")
+
+
+class _Live:
+    """Gauges read at scrape time, so that every worker process reports the same."""
+
+    def collect(self):
+        found = services()
+        try:
+            counts = found.store.counts()
+        except StoreUnavailable:
+            counts = None
+        if counts is not None:
+            for name in ("active", "queued", "running"):
+                yield GaugeMetricFamily(f"colsum_tasks_{name}", f"Tasks {name}", counts[name])
+        try:
+            depth = found.publisher.queue_depth()
+        except BrokerUnavailable:
+            return
+        yield GaugeMetricFamily("colsum_queue_depth", "Messages ready in the task queue", depth)
+
+
+@blueprint.get("/metrics")
+def metrics():
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:  # a single process (the tests' app): its own counters
+        registry.register(REGISTRY)
+    registry.register(_Live())
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(blueprint)
+
+    @app.after_request
+    def count(response):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        if route == "/tasks" and request.method == "POST" and response.status_code == 202:
+            TASKS_CREATED.inc()
+        return response
