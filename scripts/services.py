@@ -17,7 +17,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -174,10 +176,39 @@ def ensure(settings: Settings) -> tuple[bool, list[list[str]]]:
     return ok, stoppers
 
 
+def announce(settings: Settings) -> None:
+    api = f"http://{settings.host}:{settings.port}"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"{api}/readyz", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        return
+    print(
+        f"""
+  Colsum is up.
+    API        {api}/tasks      (try: curl -X POST {api}/tasks -H 'Content-Type: application/json'
+                                  -d '{{"storage":"local","path":"sample.csv"}}')
+    docs       {api}/docs/
+    executors  {api}/executors
+    metrics    {api}/metrics  (each executor's port: see /executors)
+    data       {settings.data_dir.resolve()}  (paths in tasks are relative to it)
+""",
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--optional", action="store_true", help="run the command even if a service is missing"
+    )
+    parser.add_argument(
+        "--announce",
+        action="store_true",
+        help="once the backend answers, print where the API, docs and metrics are",
     )
     parser.add_argument(
         "--tool",
@@ -197,6 +228,9 @@ def main() -> int:
         if not args.optional:
             return 1
     child = subprocess.Popen(args.command)
+    if args.announce:
+        # A daemon thread: it only waits for the backend to answer, then prints once.
+        threading.Thread(target=announce, args=(Settings.from_env(),), daemon=True).start()
 
     # Ctrl-C reaches the child too (same process group); let it stop its own processes,
     # and pass SIGTERM on. Handlers, unlike SIG_IGN, are not inherited by the child.
