@@ -52,24 +52,14 @@ def register(app: Flask) -> None:
 
 
 def describe(error: pydantic.ValidationError) -> str:
-    """One sentence per problem, naming the field as the client sent it."""
+    """One sentence per problem, naming the field as the client sent it.
+
+    The spec has checked the body's shape already (backend/validation.py); what reaches
+    here is what a schema cannot say, such as a path leading out of DATA_DIR."""
     problems = []
     for problem in error.errors():
         # ('source', 'local', 'path') -> 'path': the nesting is ours, not the client's.
         names = [str(part) for part in problem["loc"] if part not in ("source", "local", "s3")]
-        name = names[-1] if names else None
-        kind = problem["type"]
-        if kind == "model_type":
-            problems.append("the body must be a JSON object")
-        elif kind == "union_tag_not_found":
-            problems.append("'storage' is required: 'local' or 's3'")
-        elif kind == "union_tag_invalid":
-            problems.append("'storage' must be 'local' or 's3'")
-        elif kind == "missing":
-            problems.append(f"'{name}' is required")
-        elif kind == "extra_forbidden":
-            problems.append(f"unknown field '{name}'")
-        else:
-            message = problem["msg"].removeprefix("Value error, ")
-            problems.append(f"'{name}' {message[0].lower()}{message[1:]}")
+        message = problem["msg"].removeprefix("Value error, ")
+        problems.append(f"'{names[-1] if names else 'body'}' {message[0].lower()}{message[1:]}")
     return "; ".join(problems)

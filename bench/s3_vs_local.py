@@ -13,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 from stack import ROOT, free_port, stack
 
+from colsum.s3client import make_client
+from colsum.settings import Settings
 from tests.csvfiles import write_numbers
 from tests.faultproxy import FaultProxy, Faults
 
@@ -44,13 +45,7 @@ def main() -> None:
     )
     time.sleep(2)
     moto_url = f"http://127.0.0.1:{moto_port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        region_name="us-east-1",
-    )
+    s3 = make_client(Settings(aws_url=moto_url, aws_id="bench", aws_secret="bench"))
     s3.create_bucket(Bucket="bench")
     s3.upload_file(str(path), "bench", path.name)
     # A third of the responses cut within their first 500 MB; and every response cut

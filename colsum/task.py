@@ -87,9 +87,8 @@ class TaskRequest(BaseModel):
 
     @classmethod
     def from_body(cls, body: Any) -> TaskRequest:
-        """Validate a request body; raises pydantic.ValidationError naming the bad fields."""
-        if not isinstance(body, dict):
-            return cls.model_validate(body)  # raises: the body must be an object
+        """Build the request from a body the spec accepted (a JSON object); raises
+        pydantic.ValidationError for what a schema cannot check."""
         fields = dict(body)
         names = ("header", "delimiter", "callback_url")
         options = {name: fields.pop(name) for name in names if name in fields}

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
 import pika
 import pytest
 import redis
@@ -32,6 +31,7 @@ from backend import create_app
 from colsum import broker
 from colsum import store as task_store
 from colsum.broker import Publisher
+from colsum.s3client import make_client
 from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import LocalSource, Task
@@ -285,13 +285,7 @@ def bucket(settings: Settings, moto_url: str) -> Iterator[Bucket]:
         aws_secret="testing",
         s3_read_timeout=5,
     )
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    client = make_client(s3_settings)
     name = f"test-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
     yield Bucket(name, client, s3_settings)
