@@ -22,7 +22,8 @@ run: install
 	$(BIN)/python scripts/services.py --announce -- $(BIN)/honcho start --port $(PORT) -c executor=$(EXECUTORS)
 
 test: install
-	$(BIN)/python scripts/services.py --optional --tool docker-compose -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python scripts/services.py --optional --tool docker-compose \
+	  --tool chromium --tool chromedriver=chromium-driver -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

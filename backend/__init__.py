@@ -8,7 +8,7 @@ from flask import Flask
 from flask.json.provider import JSONProvider
 from werkzeug.routing import BaseConverter
 
-from backend import docs, errors, health, tasks
+from backend import dashboard, docs, errors, health, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(dashboard.blueprint)
     docs.register(app)
     # Imported here, not at the top: prometheus-client picks its storage (one process, or
     # gunicorn's many) when it is first imported, after `python -m backend` has chosen.

@@ -39,10 +39,12 @@ def readyz():
 
 @blueprint.get("/executors")
 def executors():
-    return {"executors": [_executor(r) for r in services().store.live_executors(EXECUTOR_TTL)]}
+    return {"executors": [executor_json(r) for r in services().store.live_executors(EXECUTOR_TTL)]}
 
 
-def _executor(record: dict[str, str]) -> dict[str, object]:
+def executor_json(record: dict[str, str]) -> dict[str, object]:
+    """An executor's registry hash with its counters as numbers, as /executors and the
+    dashboard show it."""
     return {
         "id": record.get("id"),
         "host": record.get("host"),

@@ -44,7 +44,8 @@ from executor.webhooks import Webhooks
 log = logging.getLogger(__name__)
 
 MAX_RECONNECT_DELAY = 10.0
-HEARTBEAT_INTERVAL = 5.0  # seconds between two registrations of a live executor
+HEARTBEAT_INTERVAL = 5.0  # seconds between two registrations of an idle executor
+BUSY_HEARTBEAT_INTERVAL = 1.0  # ... and of a busy one, so its current task shows promptly
 HEARTBEAT_TTL = 15.0  # ...after which a silent one counts as gone
 PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
 
@@ -63,7 +64,8 @@ class Worker:
         self._started_at = now_stamp()
         self._current: str | None = None
         self._done = self._failed = 0
-        self._next_beat = 0.0
+        self._last_beat = -HEARTBEAT_INTERVAL
+        self._shown: str | None = None  # the current task as the registry last showed it
         self.metrics_port: int | None = None
 
     # -- the loop -------------------------------------------------------------------------
@@ -152,7 +154,7 @@ class Worker:
         stats = ReadStats()
         self._in_hand = self._start_thread(connection, task_id, attempt, cancel, stats)
         self._current = task_id
-        self._beat(now=True)
+        self._beat()
         started = time.monotonic()
         renewed = reported = started
         # The task runs on its own thread so that this one keeps answering RabbitMQ's
@@ -188,6 +190,7 @@ class Worker:
             log.error("task %s: cannot record its outcome (%s); requeueing", task_id, error)
             self._sleep(1)
             return False
+        self._beat()
         return True
 
     def _start_thread(
@@ -302,11 +305,16 @@ class Worker:
         if self.store.fail(task.id, error, **stats.to_record()):
             self._failed += 1
 
-    def _beat(self, now: bool = False) -> None:
-        """Register this executor for `GET /executors`, every few seconds."""
-        if not now and time.monotonic() < self._next_beat:
+    def _beat(self) -> None:
+        """Register this executor for `GET /executors`: every second while it works or its
+        record still shows a task, so the dashboard follows along; every few seconds when
+        idle. Never per task: a flood of short tasks would pay a Redis round trip each."""
+        busy = self._current is not None or self._shown is not None
+        interval = BUSY_HEARTBEAT_INTERVAL if busy else HEARTBEAT_INTERVAL
+        if time.monotonic() - self._last_beat < interval:
             return
-        self._next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+        self._last_beat = time.monotonic()
+        self._shown = self._current
         host, _, pid = self.name.rpartition(":")
         fields = {
             "id": self.name,

@@ -5,7 +5,7 @@ service that is installed but down is started (Redis with its data under .run/re
 that is missing is installed from Debian's packages when apt is there, and otherwise the
 message says exactly what to do. Only services this script started are stopped again.
 
-    python scripts/services.py [--optional] [--tool NAME] -- COMMAND [ARG ...]
+    python scripts/services.py [--optional] [--tool COMMAND[=PACKAGE]] -- COMMAND [ARG ...]
 """
 
 from __future__ import annotations
@@ -214,14 +214,21 @@ def main() -> int:
         "--tool",
         action="append",
         default=[],
-        help="a command the COMMAND needs; installed from the Debian package of that name",
+        metavar="COMMAND[=PACKAGE]",
+        help="a command the COMMAND needs, installed when missing from the Debian package "
+        "PACKAGE (by default, the package of the command's name)",
     )
     parser.add_argument("command", nargs="+")
     args = parser.parse_args()
 
+    missing = {}  # command: package, in one apt-get run
     for tool in args.tool:
-        if not shutil.which(tool) and not apt_install(tool):
-            say(f"{tool} is missing: install the Debian package {tool}")
+        command, _, package = tool.partition("=")
+        if not shutil.which(command):
+            missing[command] = package or command
+    if missing and not apt_install(*sorted(set(missing.values()))):
+        packages = " ".join(sorted(set(missing.values())))
+        say(f"{', '.join(missing)} missing: install the Debian packages {packages}")
     ok, stoppers = ensure(Settings.from_env())
     if not ok:
         print(HELP, file=sys.stderr)

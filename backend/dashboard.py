@@ -1,0 +1,101 @@
+"""The dashboard at `/`: a page to glance at, for people rather than scripts.
+
+The page is rendered here, whole; its script asks `/dashboard/live` for the live part once
+a second and swaps it in, so the tables are written once, in the template, and the page
+needs no JavaScript framework and nothing from a CDN. Tasks are submitted through the API
+itself (`POST /tasks`), so the form gets exactly the checks and errors a client gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import Blueprint, render_template
+
+from backend.health import EXECUTOR_TTL, executor_json
+from backend.services import services
+from colsum.task import Task, TaskStatus
+
+blueprint = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static")
+
+RECENT = 20  # tasks the page shows, newest first
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task as one table row: what an operator reads at a glance."""
+
+    id: str
+    source: str
+    status: str
+    progress: float | None  # 0..1
+    rows: int | None
+    seconds: float | None  # running so far, or the whole run once finished
+    mb_per_second: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, task: Task, now: datetime) -> TaskRow:
+        seconds = task.timings()["run_seconds"]
+        if task.status is TaskStatus.RUNNING and task.started_at:
+            seconds = (now - _instant(task.started_at)).total_seconds()
+        speed = None
+        if seconds and task.bytes_read:
+            speed = round(task.bytes_read / 1e6 / seconds, 1)
+        rows = task.result["rows"] if task.result else task.rows_read
+        return cls(
+            id=task.id,
+            source=task.source.describe(),
+            status=task.status.value,
+            progress=task.progress,
+            rows=rows,
+            seconds=seconds,
+            mb_per_second=speed,
+            error=task.error,
+        )
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@blueprint.app_template_filter("duration")
+def duration(seconds: float | None) -> str:
+    """12.3 -> "12.3 s", 125 -> "2 min 5 s": short enough for a table cell."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {rest} s"
+
+
+@blueprint.app_template_filter("ago")
+def ago(stamp: str | None) -> str:
+    """An ISO timestamp as the time since then."""
+    if not stamp:
+        return ""
+    return f"{duration((datetime.now(UTC) - _instant(stamp)).total_seconds())} ago"
+
+
+def _state() -> dict[str, object]:
+    store = services().store
+    now = datetime.now(UTC)
+    return {
+        "counts": store.counts(),
+        "executors": [executor_json(r) for r in store.live_executors(EXECUTOR_TTL)],
+        "tasks": [TaskRow.of(task, now) for task in store.page(None, RECENT, None).tasks],
+    }
+
+
+@blueprint.get("/")
+def page():
+    return render_template("dashboard.html", **_state())
+
+
+@blueprint.get("/dashboard/live")
+def live():
+    """The part of the page that changes, as HTML for the page's script to swap in."""
+    return render_template("live.html", **_state())

@@ -1,0 +1,124 @@
+"""The dashboard at `/`, in a real headless Chromium driven by Selenium."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.conftest import ROOT, _unavailable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ARTIFACTS = ROOT / "test-artifacts"
+SAMPLE = ROOT / "sample.csv"  # 500 rows
+# Chromium's own calls home are refused on a closed network, loudly and repeatedly.
+QUIET = (
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        _unavailable(
+            "no chromium or chromedriver: install the Debian packages chromium and "
+            "chromium-driver (make test does, when apt is there)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", *QUIET):
+        options.add_argument(argument)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+    options.add_argument("--window-size=1280,900")
+    # An explicit driver path: Selenium Manager would otherwise try to download one.
+    chrome = webdriver.Chrome(service=DriverService(driver), options=options)
+    yield chrome
+    chrome.quit()
+
+
+def wait(browser: webdriver.Chrome, check, timeout: float = 30):
+    """Until check(browser) is truthy; the live part of the page is replaced every second,
+    so an element found a moment ago may be gone: look again."""
+
+    def retrying(driver):
+        try:
+            return check(driver)
+        except StaleElementReferenceException:
+            return False
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(retrying)
+
+
+def task_row(task_status: str):
+    def find(driver):
+        rows = driver.find_elements(By.CSS_SELECTOR, f"#tasks tr[data-status='{task_status}']")
+        return rows[0] if rows else None
+
+    return find
+
+
+def submit(browser: webdriver.Chrome, source: str) -> str:
+    form = browser.find_element(By.ID, "submit")
+    form.find_element(By.NAME, "source").send_keys(source)
+    Select(form.find_element(By.NAME, "header")).select_by_visible_text("yes")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    result = browser.find_element(By.ID, "submit-result")
+    return wait(browser, lambda _: result.text != "Submitting…" and result.text)
+
+
+def test_a_submitted_task_shows_up_and_reaches_done(browser, settings, services):
+    shutil.copy(SAMPLE, settings.data_dir / "sample.csv")
+    api = services.backend()
+    services.executor()
+    browser.get(api)
+    assert browser.title == "Colsum"
+    wait(browser, lambda d: d.find_element(By.ID, "executor-count").text == "1")
+
+    answer = submit(browser, "sample.csv")
+
+    assert answer.startswith("Task ") and answer.endswith(" is queued."), answer
+    row = wait(browser, task_row("done"))
+    cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+    assert cells[1:3] == ["sample.csv", "done"]
+    assert cells[3] == "100%"
+    assert cells[4] == "500"
+    assert browser.find_element(By.ID, "active").text == "0"
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+
+def test_a_refused_task_shows_the_api_s_message(browser, services):
+    api = services.backend()
+    browser.get(api)
+
+    answer = submit(browser, "../outside.csv")
+
+    assert "DATA_DIR" in answer
+    assert browser.find_element(By.ID, "submit-result").get_attribute("class") == "error"
+
+
+def test_an_uploaded_file_is_summed(browser, services):
+    api = services.backend()
+    services.executor()
+    browser.get(api)
+    form = browser.find_element(By.ID, "submit")
+    form.find_element(By.NAME, "file").send_keys(str(SAMPLE))
+    Select(form.find_element(By.NAME, "header")).select_by_visible_text("yes")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    row = wait(browser, task_row("done"))
+
+    assert row.find_element(By.CSS_SELECTOR, ".source").text.startswith("uploads/")
