@@ -1,13 +1,15 @@
-# One image for both services:
-#   backend  (default): python -m backend   - the REST API under gunicorn on $HOST:$PORT
+# One image for every Colsum process:
+#   backend  (default): python -m backend   - the REST API and dashboard under gunicorn on $HOST:$PORT
 #   executor:           python -m executor  - one worker consuming the task queue
-FROM python:3.11-slim
+# Built and run by docker-compose.yaml; `docker build -t colsum .` works on its own too.
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
 
-# Unprivileged user; /data is where docker-compose mounts the CSV files (read-only).
+# Unprivileged user; /data is where docker-compose mounts the CSV files (and uploads land).
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /app colsum \
     && mkdir -p /data \
     && chown colsum:colsum /data
@@ -18,18 +20,20 @@ WORKDIR /app
 # reinstall the dependencies.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The code. README.md* may match nothing: sample.csv keeps the instruction valid then.
+# The code, installed without touching the dependencies again. README.md* may match
+# nothing: sample.csv keeps the instruction valid then.
 COPY colsum/ colsum/
 COPY backend/ backend/
 COPY executor/ executor/
 COPY sample.csv swagger.yaml README.md* ./
-RUN pip install --no-cache-dir . \
+RUN pip install --no-deps . \
     && rm -rf build *.egg-info
 
 USER colsum
 
-EXPOSE 8000
+# 8000: the backend's API; 9100: an executor's Prometheus metrics (EXECUTOR_METRICS_PORT).
+EXPOSE 8000 9100
 CMD ["python", "-m", "backend"]

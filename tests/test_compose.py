@@ -18,8 +18,10 @@ from colsum import settings as settings_module
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
-INFRA = ("redis", "rabbitmq")
+INFRA = ("redis", "rabbitmq", "s3")
 APPS = ("backend", "executor")
+# What each app needs before it can start.
+NEEDS = {"backend": ("redis", "rabbitmq"), "executor": ("redis", "rabbitmq", "s3")}
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
@@ -51,12 +53,12 @@ def require_compose() -> list[str]:
     return command
 
 
-@pytest.fixture(scope="module")
-def config() -> dict:
+def compose_config(**overrides: str) -> dict:
+    """The file as compose resolves it, with the file's own defaults rather than whatever
+    the developer's shell exports, except for `overrides`."""
     command = require_compose()
-    # The file's own defaults, not whatever the developer's shell exports.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COMPOSE_"))}
-    env.pop("LOG_LEVEL", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COMPOSE_", "LOG_"))}
+    env.update(overrides)
     result = subprocess.run(
         [*command, "-f", str(COMPOSE_FILE), "config"],
         cwd=ROOT,
@@ -67,6 +69,19 @@ def config() -> dict:
     )
     assert result.returncode == 0, f"{' '.join(command)} config failed:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return compose_config()
+
+
+def volume_source(volume: str | dict) -> str:
+    return volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+
+
+def volume_target(volume: str | dict) -> str:
+    return volume["target"] if isinstance(volume, dict) else volume.split(":")[1]
 
 
 def settings_env_names() -> set[str]:
@@ -151,7 +166,7 @@ def test_infrastructure_has_a_healthcheck(config: dict, name: str) -> None:
 def test_app_waits_for_healthy_infrastructure(config: dict, name: str) -> None:
     depends_on = config["services"][name].get("depends_on") or {}
     assert isinstance(depends_on, dict), f"{name}: depends_on must use the long form"
-    for dependency in INFRA:
+    for dependency in NEEDS[name]:
         assert depends_on.get(dependency, {}).get("condition") == "service_healthy", (
             f"{name} does not wait for {dependency} to be healthy"
         )
@@ -194,9 +209,44 @@ def test_broker_credentials_match_rabbitmq_user(config: dict) -> None:
         )
 
 
-def test_executor_passes_aws_settings_through(config: dict) -> None:
-    executor = environment(config["services"]["executor"])
-    assert {"AWS_URL", "AWS_ID", "AWS_SECRET", "AWS_REGION"} <= set(executor)
+def test_every_dependency_waits_for_health_or_completion(config: dict) -> None:
+    for name, service in config["services"].items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert condition.get("condition") in (
+                "service_healthy",
+                "service_completed_successfully",
+            ), f"{name} starts without waiting for {dependency}"
+            if condition["condition"] == "service_healthy":
+                assert config["services"][dependency].get("healthcheck"), dependency
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_apps_use_the_local_s3_store_by_default(config: dict, name: str) -> None:
+    env = environment(config["services"][name])
+    assert urlsplit(env["AWS_URL"]).hostname == "s3"
+    assert env["AWS_ID"] and env["AWS_SECRET"] and env["AWS_REGION"]
+
+
+def test_an_empty_aws_url_means_aws_itself_for_the_apps_only() -> None:
+    # The seeding job must never create buckets in the user's real account.
+    aws = compose_config(AWS_URL="", AWS_ID="AKIA-real", AWS_SECRET="real-secret")
+    for name in APPS:
+        assert environment(aws["services"][name])["AWS_URL"] == ""
+        assert environment(aws["services"][name])["AWS_ID"] == "AKIA-real"
+    seeding = environment(aws["services"]["s3-init"])
+    assert urlsplit(seeding["AWS_URL"]).hostname == "s3"
+    assert seeding["AWS_ID"] != "AKIA-real"
+
+
+def test_s3_init_is_a_one_shot_job_that_seeds_sample_csv(config: dict) -> None:
+    job = config["services"]["s3-init"]
+    assert job.get("restart", "no") == "no"
+    assert job["depends_on"]["s3"]["condition"] == "service_healthy"
+    command = job["command"]
+    script = next(part for part in command if part.endswith(".py"))
+    mounts = {volume_target(v): volume_source(v) for v in job.get("volumes") or []}
+    assert Path(mounts[script]) == ROOT / "deploy" / "seed_s3.py"
+    assert command[-2:] == ["colsum", "/app/sample.csv"]
 
 
 def test_executor_stop_grace_period_exceeds_stop_grace(config: dict) -> None:
