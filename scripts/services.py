@@ -189,6 +189,7 @@ def announce(settings: Settings) -> None:
     print(
         f"""
   Colsum is up.
+    dashboard  {api}/
     API        {api}/tasks      (try: curl -X POST {api}/tasks -H 'Content-Type: application/json'
                                   -d '{{"storage":"local","path":"sample.csv"}}')
     docs       {api}/docs/
