@@ -17,7 +17,8 @@ from backend.health import EXECUTOR_TTL, executor_json
 from backend.services import services
 from colsum.task import Task, TaskStatus
 
-blueprint = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static")
+# Its templates and static files are the app's own (backend/templates, backend/static).
+blueprint = Blueprint("dashboard", __name__)
 
 RECENT = 20  # tasks the page shows, newest first
 

@@ -20,9 +20,9 @@ async function refresh() {
   }
 }
 
-function schedule() {
-  // No polling while the tab is hidden; catch up as soon as it shows again.
-  if (!document.hidden) refresh();
+async function schedule() {
+  // No polling while the tab is hidden, and never two requests at once on a slow link.
+  if (!document.hidden) await refresh();
   setTimeout(schedule, REFRESH_MS);
 }
 
