@@ -75,12 +75,23 @@ def submit(client: Client, args: argparse.Namespace) -> dict:
 
 def wait(client: Client, task: dict, quiet: bool) -> dict:
     """Follow a task to its end, with a progress bar on a terminal."""
-    bar = tqdm(total=100, unit="%", disable=quiet or None, file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=100,
+        desc=task["status"],
+        disable=quiet or None,
+        file=sys.stderr,
+        leave=False,
+        bar_format="{desc}{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
+    )
     with bar:
         while task["status"] in ("queued", "running"):
             task = client.call("GET", f"/tasks/{task['id']}", params={"wait": 1})
             done = round(float(task.get("progress") or 0) * 100)
-            bar.set_description(task["status"])
+            bar.set_description(task["status"], refresh=False)
+            if task.get("bytes_total"):
+                read, total = (task.get("bytes_read") or 0) / 1e6, task["bytes_total"] / 1e6
+                rows = task.get("rows_read") or 0
+                bar.set_postfix_str(f"{read:,.0f}/{total:,.0f} MB, {rows:,} rows", refresh=False)
             bar.update(done - bar.n)
     return task
 
@@ -96,6 +107,9 @@ def show(task: dict, as_json: bool) -> None:
         print(f"error: {task['error']}")
     if task.get("result"):
         print(f"rows: {task['result']['rows']}")
+        if task.get("run_seconds") is not None:
+            speed = f" ({task['mb_per_second']} MB/s)" if task.get("mb_per_second") else ""
+            print(f"time: {task['run_seconds']} s{speed}")
         for column in task["result"]["columns"]:
             print(f"  column {column['column']:>4}  {column['name'] or '':<20} {column['sum']}")
 

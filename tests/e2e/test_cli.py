@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from decimal import Decimal
 
@@ -34,6 +40,26 @@ def test_submit_wait_prints_the_exact_sums_and_exits_0(api):
     assert run.returncode == 0, run.stderr
     assert "done" in run.stdout
     assert "revenue" in run.stdout and "4617083.41" in run.stdout
+
+
+def test_on_a_terminal_submit_wait_draws_a_progress_bar_on_stderr(api):
+    leader, follower = pty.openpty()
+    # A terminal of 120 columns: on one of zero (no size set) tqdm draws nothing.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    command = [sys.executable, "-m", "colsum.cli", "--url", api, "submit", "sample.csv", "--wait"]
+    run = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=60, cwd=ROOT
+    )
+    drawn = b""
+    while select.select([leader], [], [], 0.5)[0]:
+        drawn += os.read(leader, 65536)
+    os.close(follower)
+    os.close(leader)
+
+    assert run.returncode == 0
+    assert "%|" in drawn.decode(errors="replace")
+    assert "%|" not in run.stdout and "4617083.41" in run.stdout
+    assert "time: " in run.stdout
 
 
 def test_json_output_parses_and_keeps_every_digit(api):
