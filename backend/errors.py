@@ -8,6 +8,7 @@ import pydantic
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from backend.uploads import UploadNotStored
 from backend.validation import InvalidRequest
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 
@@ -39,6 +40,11 @@ def register(app: Flask) -> None:
         if isinstance(error, StoreUnavailable):
             message = "the task store is unavailable; try again shortly"
         return {"error": message}, 503, {"Retry-After": RETRY_AFTER_SECONDS}
+
+    @app.errorhandler(UploadNotStored)
+    def upload_not_stored(error: UploadNotStored):
+        log.error("%s", error)
+        return {"error": str(error)}, 500
 
     @app.errorhandler(413)
     def too_large(error: HTTPException):

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, request
 
 from backend import uploads, validation
 from backend.services import services
-from colsum.errors import BrokerUnavailable
+from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.task import Task, TaskRequest, TaskStatus
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -43,8 +43,13 @@ def upload(options: dict[str, object]):
     """The body is the CSV; `header` and `delimiter` come as query parameters."""
     request.max_content_length = UPLOAD_LIMIT
     task_id = uuid.uuid4().hex
-    source = uploads.store(task_id, request.stream, services().settings)
-    return enqueue(Task(id=task_id, source=source, **options))
+    settings = services().settings
+    source = uploads.store(task_id, request.stream, settings)
+    try:
+        return enqueue(Task(id=task_id, source=source, **options))
+    except (BrokerUnavailable, StoreUnavailable):
+        uploads.discard(source, settings)
+        raise
 
 
 def _query_options() -> dict[str, object]:

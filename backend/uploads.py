@@ -6,8 +6,11 @@ DATA_DIR/uploads/<task id>.csv, which the executors read, or to UPLOAD_BUCKET wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import BinaryIO
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from colsum.s3client import make_client
 from colsum.settings import Settings
@@ -16,18 +19,43 @@ from colsum.task import LocalSource, S3Source
 CHUNK = 1 << 20
 
 
+class UploadNotStored(Exception):
+    """The backend could not keep the body: a problem of its setup, not of the request."""
+
+
 def store(task_id: str, body: BinaryIO, settings: Settings) -> LocalSource | S3Source:
     """Where the body went, as the task's source."""
     name = f"uploads/{task_id}.csv"
     if settings.upload_bucket:
-        # upload_fileobj sends large bodies as a multipart upload, part by part.
-        make_client(settings).upload_fileobj(body, settings.upload_bucket, name)
+        try:
+            # upload_fileobj sends large bodies as a multipart upload, part by part.
+            make_client(settings).upload_fileobj(body, settings.upload_bucket, name)
+        except (BotoCoreError, ClientError) as error:
+            raise UploadNotStored(
+                f"cannot store the upload in UPLOAD_BUCKET {settings.upload_bucket!r}: {error}"
+            ) from error
         return S3Source(bucket=settings.upload_bucket, key=name)
     path = settings.data_dir / name
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
-    with partial.open("wb") as out:
-        while chunk := body.read(CHUNK):
-            out.write(chunk)
-    os.replace(partial, path)  # executors never see half a file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as out:
+            while chunk := body.read(CHUNK):
+                out.write(chunk)
+        os.replace(partial, path)  # executors never see half a file
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise UploadNotStored(
+            f"cannot store the upload in DATA_DIR/uploads ({error.strerror}): make it "
+            "writable by the backend, or set UPLOAD_BUCKET"
+        ) from error
     return LocalSource(path=name)
+
+
+def discard(source: LocalSource | S3Source, settings: Settings) -> None:
+    """Remove an upload whose task was never created; nobody could ever name it."""
+    if isinstance(source, S3Source):
+        make_client(settings).delete_object(Bucket=source.bucket, Key=source.key)
+    else:
+        (settings.data_dir / source.path).unlink(missing_ok=True)

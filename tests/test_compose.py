@@ -84,6 +84,10 @@ def volume_target(volume: str | dict) -> str:
     return volume["target"] if isinstance(volume, dict) else volume.split(":")[1]
 
 
+def read_only(volume: str | dict) -> bool:
+    return bool(volume.get("read_only")) if isinstance(volume, dict) else volume.endswith(":ro")
+
+
 def settings_env_names() -> set[str]:
     """Names of the variables `Settings.from_env` reads: the literal first arguments of its
     calls (text("REDIS_URL", ...), optional("AWS_ID"), number("PORT", ...), env.get(...))."""
@@ -255,3 +259,25 @@ def test_executor_stop_grace_period_exceeds_stop_grace(config: dict) -> None:
         environment(executor).get("STOP_GRACE") or settings_module.Settings().stop_grace
     )
     assert seconds(executor.get("stop_grace_period", "10s")) > stop_grace
+
+
+def test_uploads_go_to_the_bucket_the_seeding_job_creates(config: dict) -> None:
+    # The container's user cannot write to a bind mount owned by the host's user.
+    backend = config["services"]["backend"]
+    assert environment(backend)["UPLOAD_BUCKET"] == config["services"]["s3-init"]["command"][-2]
+    assert all(read_only(volume) for volume in backend.get("volumes") or [])
+
+
+def test_built_services_do_not_share_an_image_tag(config: dict) -> None:
+    # Parallel builds of one tag fail with "image already exists".
+    tags = [s["image"] for s in config["services"].values() if s.get("build") and "image" in s]
+    assert len(tags) == len(set(tags))
+
+
+@pytest.mark.parametrize("name", ["s3", "rabbitmq"])
+def test_unauthenticated_or_admin_ports_listen_on_loopback_only(config: dict, name: str) -> None:
+    for published in config["services"][name].get("ports") or []:
+        if isinstance(published, dict):
+            assert published.get("host_ip") == "127.0.0.1", published
+        else:
+            assert str(published).startswith("127.0.0.1:"), published

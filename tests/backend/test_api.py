@@ -149,6 +149,21 @@ def test_without_rabbitmq_post_is_503_and_leaves_no_task_behind(settings, store)
     assert list(store.redis.scan_iter(match=f"{settings.redis_prefix}task:*")) == []
 
 
+def test_an_upload_refused_for_want_of_rabbitmq_leaves_no_file_behind(settings):
+    client = create_app(dataclasses.replace(settings, amqp_url=nobody(settings))).test_client()
+    response = client.post("/tasks", data=b"a,b\n1,2\n", content_type="text/csv")
+    assert response.status_code == 503
+    assert list((settings.data_dir / "uploads").iterdir()) == []
+
+
+def test_an_upload_the_backend_cannot_store_is_a_500_saying_what_to_fix(settings, client):
+    (settings.data_dir / "uploads").write_text("a file where the folder should be")
+    response = client.post("/tasks", data=b"a,b\n1,2\n", content_type="text/csv")
+    assert response.status_code == 500
+    message = response.get_json()["error"]
+    assert "DATA_DIR/uploads" in message and "UPLOAD_BUCKET" in message
+
+
 def test_without_redis_post_is_503(settings: Settings):
     unreachable = f"redis://127.0.0.1:{free_port()}/0"
     client = create_app(dataclasses.replace(settings, redis_url=unreachable)).test_client()
