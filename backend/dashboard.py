@@ -21,6 +21,7 @@ from colsum.task import Task, TaskStatus
 blueprint = Blueprint("dashboard", __name__)
 
 RECENT = 20  # tasks the page shows, newest first
+FINISHED_UNDONE = (TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class TaskRow:
     seconds: float | None  # running so far, or the whole run once finished
     mb_per_second: float | None
     error: str | None
+    sums: list[tuple[int, str | None, object]]  # (column, name, exact sum) once done
 
     @classmethod
     def of(cls, task: Task, now: datetime) -> TaskRow:
@@ -49,11 +51,15 @@ class TaskRow:
             id=task.id,
             source=task.source.describe(),
             status=task.status.value,
-            progress=task.progress,
+            # A failed task's share read says nothing about the task.
+            progress=task.progress if task.status not in FINISHED_UNDONE else None,
             rows=rows,
             seconds=seconds,
             mb_per_second=speed,
             error=task.error,
+            sums=[(c["column"], c["name"], c["sum"]) for c in task.result["columns"]]
+            if task.result
+            else [],
         )
 
 
@@ -86,7 +92,10 @@ def _state() -> dict[str, object]:
     now = datetime.now(UTC)
     return {
         "counts": store.counts(),
-        "executors": [executor_json(r) for r in store.live_executors(EXECUTOR_TTL)],
+        "executors": sorted(
+            (executor_json(r) for r in store.live_executors(EXECUTOR_TTL)),
+            key=lambda e: str(e["id"]),
+        ),
         "tasks": [TaskRow.of(task, now) for task in store.page(None, RECENT, None).tasks],
     }
 

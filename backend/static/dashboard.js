@@ -13,11 +13,22 @@ async function refresh() {
       const body = await response.json().catch(() => ({}));
       throw new Error(body.error || `the backend answered ${response.status}`);
     }
+    // Keep open what the reader opened: the swap would close every <details>.
+    const open = [...live.querySelectorAll("details[open]")].map((d) => d.dataset.task);
     live.innerHTML = await response.text();
+    for (const task of open) {
+      const details = live.querySelector(`details[data-task="${task}"]`);
+      if (details) details.open = true;
+    }
     connection.textContent = "";
+    live.classList.remove("stale");
   } catch (error) {
-    connection.textContent = `Not updating: ${error.message}`;
+    connection.textContent = `Not updating, the figures below are from ${new Date(
+      live.dataset.updated || Date.now()).toLocaleTimeString()}: ${error.message}`;
+    live.classList.add("stale");
+    return;
   }
+  live.dataset.updated = Date.now();
 }
 
 async function schedule() {

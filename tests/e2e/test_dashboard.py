@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -96,8 +97,35 @@ def test_a_submitted_task_shows_up_and_reaches_done(browser, settings, services)
     assert cells[3] == "100%"
     assert cells[4] == "500"
     assert browser.find_element(By.ID, "active").text == "0"
+    row.find_element(By.TAG_NAME, "summary").click()
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+
+def test_the_sums_stay_open_across_refreshes(browser, settings, services):
+    shutil.copy(SAMPLE, settings.data_dir / "sample.csv")
+    api = services.backend()
+    services.executor()
+    browser.get(api)
+    submit(browser, "sample.csv")
+    wait(browser, task_row("done")).find_element(By.TAG_NAME, "summary").click()
+
+    time.sleep(2.5)  # two refreshes of the live part
+
+    sums = browser.find_element(By.CSS_SELECTOR, "#tasks details")
+    assert sums.get_attribute("open") is not None
+    assert "revenue 4617083.41" in " ".join(sums.text.split())
+
+
+def test_a_backend_gone_away_is_said_at_the_top_and_the_figures_greyed(browser, services):
+    api = services.backend()
+    browser.get(api)
+
+    services.started[0].stop()
+
+    banner = wait(browser, lambda d: d.find_element(By.ID, "connection").text)
+    assert banner.startswith("Not updating")
+    assert "stale" in browser.find_element(By.ID, "live").get_attribute("class")
 
 
 def test_a_refused_task_shows_the_api_s_message(browser, services):
