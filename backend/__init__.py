@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask
@@ -34,6 +35,10 @@ class TaskIdConverter(BaseConverter):
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings)
+    # RabbitMQ drops a publisher connection left idle past its heartbeat timeout, and pika
+    # logs the drop as an ERROR with two tracebacks when the next request finds it. The
+    # Publisher reopens it and says so itself (colsum/broker.py): nothing is wrong.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     app = Flask(__name__)
     app.url_map.converters["task_id"] = TaskIdConverter
     app.json = ExactJSONProvider(app)

@@ -172,6 +172,19 @@ def test_without_redis_post_is_503(settings: Settings):
     assert response.get_json() == {"error": "the task store is unavailable; try again shortly"}
 
 
+def test_a_publisher_connection_idle_past_its_heartbeat_is_reopened_quietly(settings, capfd):
+    short = dataclasses.replace(settings, amqp_url=f"{settings.amqp_url}?heartbeat=1")
+    client = create_app(short).test_client()
+    assert post(client, LOCAL).status_code == 202
+    time.sleep(4)  # the broker drops the idle connection after two missed heartbeats
+
+    assert post(client, LOCAL).status_code == 202
+
+    logged = capfd.readouterr().err  # create_app's logging writes to stderr, not to caplog
+    assert "publisher connection lost" in logged  # it was dropped, and reopened
+    assert " ERROR " not in logged and "Traceback" not in logged
+
+
 def test_a_dropped_publisher_connection_is_reopened_without_failing_a_request(settings, channel):
     target = urlsplit(settings.amqp_url)
     proxy = TCPProxy(target.hostname or "127.0.0.1", target.port or 5672)
