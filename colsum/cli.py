@@ -40,7 +40,10 @@ class Client:
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.session.request(method, f"{self.url}{path}", timeout=70, **kwargs)
-        except requests.ConnectionError as error:
+        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as error:
+            message = f"--url {self.url!r} is not an http:// or https:// URL"
+            raise ServiceError(message, REFUSED) from error
+        except requests.RequestException as error:
             raise ServiceError(f"cannot reach {self.url}: {error}", UNAVAILABLE) from None
         if response.status_code >= 400:
             try:
@@ -64,12 +67,16 @@ def submit(client: Client, args: argparse.Namespace) -> dict:
     if args.header is not None:
         options["header"] = args.header
     if args.delimiter:
-        options["delimiter"] = args.delimiter
+        # A tab is hard to type on a command line: '\t' and 'tab' mean one.
+        options["delimiter"] = "\t" if args.delimiter in ("\\t", "tab") else args.delimiter
     if args.upload:
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in options.items()}
-        with Path(args.target).open("rb") as body:
-            headers = {"Content-Type": "text/csv"}
-            return client.call("POST", "/tasks", data=body, headers=headers, params=query)
+        headers = {"Content-Type": "text/csv"}
+        try:
+            with Path(args.target).open("rb") as body:
+                return client.call("POST", "/tasks", data=body, headers=headers, params=query)
+        except OSError as error:  # the file; the service's errors arrive as ServiceError
+            raise ServiceError(f"cannot read {args.target}: {error.strerror}", REFUSED) from None
     return client.call("POST", "/tasks", json={**source_of(args.target), **options})
 
 
@@ -105,6 +112,12 @@ def show(task: dict, as_json: bool) -> None:
     print(f"{task['id']}  {task['status']}  {where}")
     if task.get("error"):
         print(f"error: {task['error']}")
+    if task["status"] == "running" and task.get("bytes_total"):
+        read, total = (task.get("bytes_read") or 0) / 1e6, task["bytes_total"] / 1e6
+        print(
+            f"progress: {float(task.get('progress') or 0):.0%} "
+            f"({read:,.0f}/{total:,.0f} MB, {task.get('rows_read') or 0:,} rows)"
+        )
     if task.get("result"):
         print(f"rows: {task['result']['rows']}")
         if task.get("run_seconds") is not None:
@@ -120,23 +133,34 @@ def exit_code(task: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="colsum", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("COLSUM_URL", "http://127.0.0.1:8000"))
+    url = os.environ.get("COLSUM_URL", "http://127.0.0.1:8000")
+    parser.add_argument("--url", default=url, help=f"the service (COLSUM_URL; now {url})")
     parser.add_argument("--json", action="store_true", help="print JSON, not a table")
+    # The same options after the command too (`colsum list --json`); SUPPRESS keeps an
+    # option given before the command when it is not repeated after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON")
     commands = parser.add_subparsers(dest="command", required=True)
-    sub = commands.add_parser("submit", help="create a task")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[common])
+
+    sub = command("submit", "create a task")
     sub.add_argument(
         "target", help="a path below DATA_DIR, s3://bucket/key, or with --upload a file"
     )
     sub.add_argument("--upload", action="store_true", help="send the local file itself")
     sub.add_argument("--wait", action="store_true", help="follow the task to its end")
     sub.add_argument("--header", action=argparse.BooleanOptionalAction, default=None)
-    sub.add_argument("--delimiter")
-    commands.add_parser("status", help="show a task").add_argument("id")
-    listing = commands.add_parser("list", help="the newest tasks")
+    sub.add_argument("--delimiter", help="one character; '\\t' or 'tab' for a tab")
+    command("status", "show a task").add_argument("id")
+    listing = command("list", "the newest tasks")
     listing.add_argument("--status")
     listing.add_argument("--limit", type=int, default=20)
-    commands.add_parser("active", help="count the tasks in work")
-    commands.add_parser("cancel", help="cancel a task").add_argument("id")
+    listing.add_argument("--cursor", help="the next page, as the previous one said")
+    command("active", "count the tasks in work")
+    command("cancel", "cancel a task").add_argument("id")
     args = parser.parse_args(argv)
 
     client = Client(args.url)
@@ -162,12 +186,17 @@ def main(argv: list[str] | None = None) -> int:
                 else "  ".join(f"{k} {v}" for k, v in counts.items())
             )
             return DONE
-        params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
-        page = client.call("GET", "/tasks", params=params)
+        params = {"limit": args.limit, "status": args.status, "cursor": args.cursor}
+        page = client.call("GET", "/tasks", params={k: v for k, v in params.items() if v})
         if args.json:
             print(jsoncodec.dumps(page))
-        for task in [] if args.json else page["tasks"]:
+            return DONE
+        for task in page["tasks"]:
             show({**task, "result": None, "error": None}, False)
+        if not page["tasks"]:
+            print("no tasks", file=sys.stderr)
+        if page["next_cursor"]:
+            print(f"more: colsum list --cursor {page['next_cursor']}", file=sys.stderr)
         return DONE
     except ServiceError as error:
         print(f"colsum: {error}", file=sys.stderr)

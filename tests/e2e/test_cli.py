@@ -103,3 +103,43 @@ def test_a_refused_request_exits_2_and_an_unreachable_service_3(api):
     assert refused.returncode == 2
     assert "must be relative to DATA_DIR" in refused.stderr
     assert colsum(f"http://127.0.0.1:{free_port()}", "active").returncode == 3
+
+
+def test_options_may_follow_the_command(api):
+    run = colsum(api, "submit", "sample.csv", "--wait", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["status"] == "done"
+
+
+def test_a_url_without_a_scheme_is_refused_with_a_message_not_a_traceback():
+    run = colsum("127.0.0.1:8000", "active")
+    assert run.returncode == 2
+    assert run.stderr.startswith("colsum: ") and "Traceback" not in run.stderr
+    assert "http://" in run.stderr
+
+
+def test_uploading_a_file_that_is_not_there_exits_2_naming_it(api):
+    run = colsum(api, "submit", "nosuch.csv", "--upload")
+    assert run.returncode == 2
+    assert run.stderr == "colsum: cannot read nosuch.csv: No such file or directory\n"
+
+
+def test_a_tab_delimiter_may_be_written_as_backslash_t(api, tmp_path):
+    path = tmp_path / "tabs.csv"
+    path.write_text("\t".join("abcdefghij") + "\n" + "\t".join("123456789") + "\t4.5\n")
+    run = colsum(api, "--json", "submit", str(path), "--upload", "--delimiter", "\\t", "--wait")
+    assert json.loads(run.stdout, parse_float=Decimal)["result"]["columns"][0]["sum"] == Decimal(
+        "4.5"
+    )
+
+
+def test_list_says_how_to_get_the_next_page(api):
+    for _ in range(3):
+        colsum(api, "submit", "sample.csv")
+    first = colsum(api, "list", "--limit", "2")
+    assert first.stdout.count("sample.csv") == 2
+    hint = first.stderr.strip()
+    assert hint.startswith("more: colsum list --cursor ")
+    rest = colsum(api, "list", "--limit", "2", "--cursor", hint.split()[-1])
+    assert rest.stdout.count("sample.csv") == 1
+    assert "more:" not in rest.stderr
