@@ -1,6 +1,7 @@
 """`python -m backend`: serve the API with gunicorn on $HOST:$PORT."""
 
 import os
+import shutil
 import tempfile
 
 # prometheus-client's multiprocess mode: each gunicorn worker writes its counters to this
@@ -47,7 +48,13 @@ class Server(BaseApplication):
 
 
 def main() -> None:
-    Server(Settings.from_env()).run()
+    try:
+        Server(Settings.from_env()).run()
+    finally:
+        # The folder made above, not one the user chose: one per start would pile up.
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        if os.path.basename(metrics_dir).startswith("colsum-metrics-"):
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pydantic
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from backend.uploads import UploadNotStored
@@ -22,7 +22,8 @@ def register(app: Flask) -> None:
     def http_error(error: HTTPException):
         # Keep werkzeug's headers but its HTML type: a 405's Allow, for one.
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
-        return {"error": error.description}, error.code, headers
+        message = (error.code == 404 and _not_a_task_id()) or error.description
+        return {"error": message}, error.code, headers
 
     @app.errorhandler(InvalidRequest)
     def invalid_request(error: InvalidRequest):
@@ -69,3 +70,12 @@ def describe(error: pydantic.ValidationError) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         problems.append(f"'{names[-1] if names else 'body'}' {message[0].lower()}{message[1:]}")
     return "; ".join(problems)
+
+
+def _not_a_task_id() -> str | None:
+    """For /tasks/<x> where x cannot be an id (a short one copied from the dashboard, say),
+    a message that says so instead of werkzeug's "check your spelling"."""
+    name = request.path.removeprefix("/tasks/")
+    if request.path.startswith("/tasks/") and name and "/" not in name:
+        return f"no task with id {name!r}: a task id is the 32 hexadecimal digits POST /tasks gave"
+    return None

@@ -34,9 +34,9 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 HELP = """\
 Colsum needs Redis and RabbitMQ. Either
   - install them:   sudo apt-get install redis-server rabbitmq-server   (then run make again)
-  - or run them in Docker:   docker compose up -d redis rabbitmq
-    (and set AMQP_URL=amqp://colsum:colsum@127.0.0.1:5672/%2F), or point REDIS_URL and
-    AMQP_URL at servers you already have."""
+  - or run them in Docker:   docker run -d -p 127.0.0.1:6379:6379 redis:7-alpine
+                             docker run -d -p 127.0.0.1:5672:5672 rabbitmq:3.13-alpine
+  - or point REDIS_URL and AMQP_URL at servers you already have."""
 
 
 def say(message: str) -> None:

@@ -305,3 +305,15 @@ def test_readyz_is_503_naming_what_does_not_answer(settings):
     body = response.get_json()
     assert (body["status"], body["redis"]) == ("unavailable", "ok")
     assert "RabbitMQ is unavailable" in body["rabbitmq"]
+
+
+def test_a_short_task_id_gets_a_404_that_says_what_an_id_is(client):
+    response = client.get("/tasks/d37230bf")
+    assert response.status_code == 404
+    assert response.get_json()["error"] == (
+        "no task with id 'd37230bf': a task id is the 32 hexadecimal digits POST /tasks gave"
+    )
+
+
+def test_an_unknown_path_keeps_the_general_404(client):
+    assert "task id" not in client.get("/nowhere").get_json()["error"]

@@ -42,3 +42,14 @@ def test_backend_and_executor_metrics_count_a_task(settings, services):
     assert after[done] == before + 1
     assert after[("colsum_executor_rows_total", ())] >= 1
     assert after[("colsum_executor_task_bytes_count", ())] >= 1
+
+
+def test_the_backend_removes_its_metrics_folder_when_it_stops(services, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    services.backend(TMPDIR=str(scratch))
+    assert [p.name[:15] for p in scratch.iterdir()] == ["colsum-metrics-"]
+
+    assert services.started[0].stop() == 0
+
+    assert list(scratch.iterdir()) == []
