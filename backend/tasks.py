@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, abort, request
+from werkzeug.exceptions import BadRequest
 
 from backend import uploads, validation
 from backend.services import services
@@ -29,13 +30,14 @@ def create():
             "send the task as JSON with 'Content-Type: application/json', "
             "or a CSV file with 'Content-Type: text/csv'",
         )
-    body = request.get_json(silent=True)
-    if body is None:
+    try:
+        body = request.get_json()
+    except BadRequest:
         abort(400, "the request body is not valid JSON")
+    if not isinstance(body, dict):
+        abort(400, 'the body must be a JSON object: {"storage": "local", "path": "..."}')
     validation.check(request)
-    options = _query_options()
-    if isinstance(body, dict):
-        body = {**options, **body}  # fields in the body win over the query's
+    body = {**_query_options(), **body}  # fields in the body win over the query's
     return enqueue(Task.from_request(TaskRequest.from_body(body)))
 
 

@@ -111,6 +111,12 @@ def test_post_rejects_malformed_json_with_400(client):
     assert response.get_json() == {"error": "the request body is not valid JSON"}
 
 
+def test_post_of_json_null_is_not_called_invalid_json(client):
+    response = client.post("/tasks", data="null", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("the body must be a JSON object")
+
+
 def test_post_neither_json_nor_csv_is_415(client):
     response = client.post("/tasks", data='{"storage":"local","path":"a"}')
     assert response.status_code == 415
