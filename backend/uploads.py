@@ -54,8 +54,10 @@ def store(task_id: str, body: BinaryIO, settings: Settings) -> LocalSource | S3S
 
 
 def discard(source: LocalSource | S3Source, settings: Settings) -> None:
-    """Remove an upload whose task was never created; nobody could ever name it."""
-    if isinstance(source, S3Source):
-        make_client(settings).delete_object(Bucket=source.bucket, Key=source.key)
-    else:
-        (settings.data_dir / source.path).unlink(missing_ok=True)
+    """Remove, if it can, an upload whose task was never created: nobody could name it.
+    Never raises, so that the error that stopped the task is the one reported."""
+    with contextlib.suppress(BotoCoreError, ClientError, OSError):
+        if isinstance(source, S3Source):
+            make_client(settings).delete_object(Bucket=source.bucket, Key=source.key)
+        else:
+            (settings.data_dir / source.path).unlink(missing_ok=True)

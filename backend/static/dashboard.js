@@ -86,4 +86,5 @@ async function submit(event) {
 }
 
 document.getElementById("submit").addEventListener("submit", submit);
+document.getElementById("live").dataset.updated = Date.now();  // rendered with the page
 setTimeout(schedule, REFRESH_MS);
