@@ -51,6 +51,9 @@ def describe(error: Exception) -> list[str]:
     cause = error.__cause__
     schema_errors = getattr(cause, "schema_errors", None) or []
     if not schema_errors:
+        if name and hasattr(cause, "type") and hasattr(cause, "value"):  # a CastError
+            kind = {"integer": "an integer", "number": "a number"}.get(cause.type, cause.type)
+            return [f"'{name}': {cause.value!r} is not {kind}"]
         return [f"'{name}' is not valid" if name else str(error)]
     sentences: dict[str, str] = {}  # the first problem of each field is enough
     for schema_error in schema_errors:

@@ -323,3 +323,16 @@ def test_a_short_task_id_gets_a_404_that_says_what_an_id_is(client):
 
 def test_an_unknown_path_keeps_the_general_404(client):
     assert "task id" not in client.get("/nowhere").get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (f"/tasks/{UNKNOWN}?wait=abc", "'wait': 'abc' is not a number"),
+        ("/tasks?limit=abc", "'limit': 'abc' is not an integer"),
+    ],
+)
+def test_a_query_parameter_of_the_wrong_type_is_named_with_its_value(client, path, message):
+    response = client.get(path)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": message}
