@@ -15,7 +15,7 @@ from flask import Blueprint, render_template
 
 from backend.health import EXECUTOR_TTL, executor_json
 from backend.services import services
-from colsum.task import Task, TaskStatus
+from colsum.task import Task, TaskStatus, instant
 
 # Its templates and static files are the app's own (backend/templates, backend/static).
 blueprint = Blueprint("dashboard", __name__)
@@ -42,7 +42,7 @@ class TaskRow:
     def of(cls, task: Task, now: datetime) -> TaskRow:
         seconds = task.timings()["run_seconds"]
         if task.status is TaskStatus.RUNNING and task.started_at:
-            seconds = (now - _instant(task.started_at)).total_seconds()
+            seconds = (now - instant(task.started_at)).total_seconds()
         speed = None
         if seconds and task.bytes_read:
             speed = round(task.bytes_read / 1e6 / seconds, 1)
@@ -63,10 +63,6 @@ class TaskRow:
         )
 
 
-def _instant(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 @blueprint.app_template_filter("duration")
 def duration(seconds: float | None) -> str:
     """12.3 -> "12.3 s", 125 -> "2 min 5 s": short enough for a table cell."""
@@ -84,7 +80,7 @@ def ago(stamp: str | None) -> str:
     """An ISO timestamp as the time since then."""
     if not stamp:
         return ""
-    return f"{duration((datetime.now(UTC) - _instant(stamp)).total_seconds())} ago"
+    return f"{duration((datetime.now(UTC) - instant(stamp)).total_seconds())} ago"
 
 
 def _state() -> dict[str, object]:

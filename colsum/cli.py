@@ -96,11 +96,14 @@ def wait(client: Client, task: dict, quiet: bool) -> dict:
             done = round(float(task.get("progress") or 0) * 100)
             bar.set_description(task["status"], refresh=False)
             if task.get("bytes_total"):
-                read, total = (task.get("bytes_read") or 0) / 1e6, task["bytes_total"] / 1e6
-                rows = task.get("rows_read") or 0
-                bar.set_postfix_str(f"{read:,.0f}/{total:,.0f} MB, {rows:,} rows", refresh=False)
+                bar.set_postfix_str(read_so_far(task), refresh=False)
             bar.update(done - bar.n)
     return task
+
+
+def read_so_far(task: dict) -> str:
+    read, total = (task.get("bytes_read") or 0) / 1e6, task["bytes_total"] / 1e6
+    return f"{read:,.0f}/{total:,.0f} MB, {task.get('rows_read') or 0:,} rows"
 
 
 def show(task: dict, as_json: bool) -> None:
@@ -113,11 +116,7 @@ def show(task: dict, as_json: bool) -> None:
     if task.get("error"):
         print(f"error: {task['error']}")
     if task["status"] == "running" and task.get("bytes_total"):
-        read, total = (task.get("bytes_read") or 0) / 1e6, task["bytes_total"] / 1e6
-        print(
-            f"progress: {float(task.get('progress') or 0):.0%} "
-            f"({read:,.0f}/{total:,.0f} MB, {task.get('rows_read') or 0:,} rows)"
-        )
+        print(f"progress: {float(task.get('progress') or 0):.0%} ({read_so_far(task)})")
     if task.get("result"):
         print(f"rows: {task['result']['rows']}")
         if task.get("run_seconds") is not None:

@@ -95,7 +95,8 @@ class TaskRequest(BaseModel):
         return cls.model_validate({"source": fields, **options})
 
 
-def _instant(stamp: str | None) -> datetime | None:
+def instant(stamp: str | None) -> datetime | None:
+    """A record's timestamp (ISO 8601, `Z` for UTC) as an aware datetime."""
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
@@ -199,7 +200,7 @@ class Task:
     def timings(self) -> dict[str, Any]:
         """Derived from the timestamps: waiting in the queue, running, both, and speed."""
         created, started, finished = (
-            _instant(t) for t in (self.created_at, self.started_at, self.finished_at)
+            instant(t) for t in (self.created_at, self.started_at, self.finished_at)
         )
         run = _seconds(started, finished)
         return {

@@ -295,6 +295,11 @@ def bucket(settings: Settings, moto_url: str) -> Iterator[Bucket]:
     name = f"test-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
     yield Bucket(name, client, s3_settings)
+    delete_bucket(client, name)
+
+
+def delete_bucket(client, name: str) -> None:
+    """Delete a test's bucket and everything in it."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
         for item in page.get("Contents", []):
             client.delete_object(Bucket=name, Key=item["Key"])

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, delete_bucket, free_port
 
 SCRIPT = ROOT / "deploy" / "seed_s3.py"
 SAMPLE = ROOT / "sample.csv"
@@ -37,9 +37,7 @@ def s3(bucket):
     """A client of the moto server, and a bucket name nobody has created yet."""
     name = f"seed-{uuid.uuid4().hex[:12]}"
     yield bucket.client, name, bucket.settings.aws_url
-    for item in bucket.client.list_objects_v2(Bucket=name).get("Contents", []):
-        bucket.client.delete_object(Bucket=name, Key=item["Key"])
-    bucket.client.delete_bucket(Bucket=name)
+    delete_bucket(bucket.client, name)
 
 
 def test_it_creates_the_bucket_and_uploads_the_file(s3):

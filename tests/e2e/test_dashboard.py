@@ -80,10 +80,16 @@ def submit(browser: webdriver.Chrome, source: str) -> str:
     return wait(browser, lambda _: result.text != "Submitting…" and result.text)
 
 
-def test_a_submitted_task_shows_up_and_reaches_done(browser, settings, services):
+@pytest.fixture
+def api(settings, services) -> str:
+    """A backend and one executor, with sample.csv in DATA_DIR."""
     shutil.copy(SAMPLE, settings.data_dir / "sample.csv")
-    api = services.backend()
+    url = services.backend()
     services.executor()
+    return url
+
+
+def test_a_submitted_task_shows_up_and_reaches_done(browser, api):
     browser.get(api)
     assert browser.title == "Colsum"
     wait(browser, lambda d: d.find_element(By.ID, "executor-count").text == "1")
@@ -102,10 +108,7 @@ def test_a_submitted_task_shows_up_and_reaches_done(browser, settings, services)
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
 
 
-def test_the_sums_stay_open_across_refreshes(browser, settings, services):
-    shutil.copy(SAMPLE, settings.data_dir / "sample.csv")
-    api = services.backend()
-    services.executor()
+def test_the_sums_stay_open_across_refreshes(browser, api):
     browser.get(api)
     submit(browser, "sample.csv")
     wait(browser, task_row("done")).find_element(By.TAG_NAME, "summary").click()
@@ -138,9 +141,7 @@ def test_a_refused_task_shows_the_api_s_message(browser, services):
     assert browser.find_element(By.ID, "submit-result").get_attribute("class") == "error"
 
 
-def test_an_uploaded_file_is_summed(browser, services):
-    api = services.backend()
-    services.executor()
+def test_an_uploaded_file_is_summed(browser, api):
     browser.get(api)
     form = browser.find_element(By.ID, "submit")
     form.find_element(By.NAME, "file").send_keys(str(SAMPLE))
