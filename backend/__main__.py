@@ -48,12 +48,15 @@ class Server(BaseApplication):
 
 
 def main() -> None:
+    master = os.getpid()
     try:
         Server(Settings.from_env()).run()
     finally:
-        # The folder made above, not one the user chose: one per start would pile up.
+        # Workers are forked from here and leave through this `finally` too: only the
+        # master, last out, may remove the folder they write their counters to.
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        if os.path.basename(metrics_dir).startswith("colsum-metrics-"):
+        own = os.path.basename(metrics_dir).startswith("colsum-metrics-")
+        if own and os.getpid() == master:  # made above, not one the user chose
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 

@@ -50,6 +50,8 @@ def test_the_backend_removes_its_metrics_folder_when_it_stops(services, tmp_path
     services.backend(TMPDIR=str(scratch))
     assert [p.name[:15] for p in scratch.iterdir()] == ["colsum-metrics-"]
 
-    assert services.started[0].stop() == 0
+    backend = services.started[0]
+    assert backend.stop() == 0
 
     assert list(scratch.iterdir()) == []
+    assert "Traceback" not in backend.log  # no worker lost its folder while it ran
