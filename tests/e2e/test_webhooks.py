@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import http.server
 import json
 import socket
@@ -146,6 +147,8 @@ def test_a_loopback_receiver_is_refused_by_default_and_gets_nothing(
 def test_a_host_name_of_a_private_address_is_refused_when_delivering(services, store, hooked):
     name = socket.gethostname()
     address = socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)[0][4][0]
+    if ipaddress.ip_address(address).is_global:
+        pytest.skip(f"this machine's name {name} resolves to a public address")
     receiver = Receiver(failures=0, host="0.0.0.0")
     services.executor()
     task_id = hooked(f"http://{name}:{receiver.server.server_port}/done")
