@@ -7,8 +7,8 @@ import contextlib
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import http.server
+import ipaddress
 import json
 import socket
 import threading
@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from colsum.task import LocalSource, Task
-from tests.conftest import HEADER, ROW, free_port, slow_file, wait_for
+from tests.conftest import HEADER, ROW, free_port, slow_source, wait_for
 from tests.e2e.client import finished, local, submit, task
 
 pytestmark = pytest.mark.e2e
@@ -94,11 +94,11 @@ def test_retrying_a_webhook_does_not_delay_the_next_task(settings, services, rec
 
 
 def test_a_cancelled_task_is_delivered_too(settings, services, receiver):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    slow = slow_source(release=threading.Event())
     receiver.failures = 0
     api = services.backend(**LOOPBACK_ALLOWED)
-    services.executor(**LOOPBACK_ALLOWED)
-    task_id = submit(api, {**local("hung.csv"), "callback_url": receiver.url})
+    services.executor(**slow.env, **LOOPBACK_ALLOWED)
+    task_id = submit(api, {**slow.source("hung.csv"), "callback_url": receiver.url})
     wait_for(lambda: task(api, task_id)["status"] == "running")
     requests.delete(f"{api}/tasks/{task_id}", timeout=10)
     wait_for(lambda: receiver.bodies)
