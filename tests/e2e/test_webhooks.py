@@ -331,3 +331,30 @@ def test_a_url_that_cannot_be_parsed_fails_at_once_instead_of_for_ever(services,
     webhook = wait_for(lambda: settled(store, task_id))
     assert (webhook["status"], webhook["attempts"]) == ("failed", 1)
     assert webhook["last_error"].startswith("refused: callback_url is not a valid URL")
+
+
+def test_a_delivery_whose_record_expired_is_dropped_instead_of_claimed_for_ever(
+    services, store, hooked, receiver
+):
+    receiver.failures = 0
+    store.redis.zadd(store.keys.webhooks, {"expired-task": 0})
+    services.executor(**LOOPBACK_ALLOWED)
+    wait_for(lambda: store.redis.zscore(store.keys.webhooks, "expired-task") is None)
+    assert store.redis.exists(store.keys.task("expired-task")) == 0
+    task_id = hooked(receiver.url)
+    assert wait_for(lambda: settled(store, task_id))["status"] == "delivered"
+
+
+def test_a_record_that_cannot_be_read_fails_its_delivery_and_the_next_goes_out(
+    services, store, hooked, receiver
+):
+    receiver.failures = 0
+    broken = store.keys.task("broken")
+    store.redis.hset(broken, mapping={"id": "broken", "status": "done", "callback_url": "x"})
+    store.redis.zadd(store.keys.webhooks, {"broken": 0})
+    services.executor(**LOOPBACK_ALLOWED)
+    wait_for(lambda: store.redis.zscore(store.keys.webhooks, "broken") is None)
+    assert store.redis.hget(broken, "webhook_status") == "failed"
+    assert store.redis.hget(broken, "webhook_error").startswith("internal error: ")
+    task_id = hooked(receiver.url)
+    assert wait_for(lambda: settled(store, task_id))["status"] == "delivered"
