@@ -88,3 +88,14 @@ def test_the_resolved_target_keeps_the_name_for_host_and_tls():
     assert target.host_header == "localhost:8443"
     default_port = resolve("http://[::1]/", Settings(webhook_allow_private=True))
     assert (default_port.address, default_port.host_header) == ("::1", "[::1]")
+
+
+def test_the_settings_read_a_host_list_and_a_strict_flag():
+    settings = Settings.from_env(
+        {"WEBHOOK_ALLOWED_HOSTS": " Receiver, 127.0.0.1 ,", "WEBHOOK_ALLOW_PRIVATE": "TRUE"}
+    )
+    assert settings.webhook_allowed_hosts == ("receiver", "127.0.0.1")
+    assert settings.webhook_allow_private is True
+    assert Settings.from_env({}).webhook_allow_private is False
+    with pytest.raises(ValueError, match="WEBHOOK_ALLOW_PRIVATE must be true or false"):
+        Settings.from_env({"WEBHOOK_ALLOW_PRIVATE": "maybe"})
