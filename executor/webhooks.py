@@ -1,6 +1,6 @@
 """Delivering finished tasks to their `callback_url`.
 
-A thread of its own in each executor, so that a slow or failing receiver never delays the
+Threads of their own in each executor, so that a slow or failing receiver never delays the
 next task. Deliveries wait in a sorted set in Redis, by due time; an executor claims one
 for a minute, POSTs the task's final record as JSON, and records the attempt. A failure is
 retried with doubling backoff, `webhook_attempts` times in all; a claim whose executor
@@ -35,6 +35,7 @@ from colsum.webhook_targets import Refused, Target, Unresolved, resolve
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 60.0
+DELIVERY_THREADS = 4
 MAX_ANSWER = 64 * 1024  # bytes of the receiver's answer read, at most
 SIGNATURE_HEADER = "X-Colsum-Signature"
 STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)? +(\d{3})\b")
@@ -59,10 +60,16 @@ class Webhooks:
         self.settings = settings
         self.store = store
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        # Several, so that a receiver holding one for its whole deadline (or a host name
+        # whose DNS is slow to answer) delays no other task's delivery.
+        self._threads = [
+            threading.Thread(target=self._run, name=f"webhooks-{n}", daemon=True)
+            for n in range(DELIVERY_THREADS)
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -70,7 +77,9 @@ class Webhooks:
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
-                task_id = self.store.due_webhook(CLAIM_SECONDS)
+                # The claim outlasts an attempt, so that no other thread starts the same one.
+                claim = max(CLAIM_SECONDS, 2 * self.settings.webhook_timeout)
+                task_id = self.store.due_webhook(claim)
                 if task_id is None:
                     self._stopped.wait(0.2)
                 else:

@@ -275,6 +275,19 @@ def test_a_trickling_receiver_is_cut_at_the_deadline_and_the_next_webhook_goes_o
     assert wait_for(lambda: settled(store, following))["status"] == "delivered"
 
 
+def test_a_receiver_holding_a_delivery_delays_no_other_delivery(
+    services, store, hooked, receiver, raw_receiver
+):
+    receiver.failures = 0
+    slow = raw_receiver(trickle)
+    services.executor(WEBHOOK_TIMEOUT="60", **LOOPBACK_ALLOWED)
+    stuck = hooked(slow.url)
+    wait_for(lambda: slow.connections)
+    following = hooked(receiver.url)
+    assert wait_for(lambda: settled(store, following))["status"] == "delivered"
+    assert store.get(stuck).webhook_status == "pending"
+
+
 def test_a_receiver_that_accepts_and_never_answers_is_cut_at_the_deadline(
     services, store, hooked, raw_receiver
 ):
