@@ -87,7 +87,7 @@ class Webhooks:
             except StoreUnavailable as error:
                 log.warning("webhooks: %s", error)
                 self._stopped.wait(1)
-            except Exception:  # this thread is every delivery's only chance
+            except Exception:  # an ended thread would deliver nothing more
                 log.exception("webhooks: unexpected error")
                 self._stopped.wait(1)
 
