@@ -59,6 +59,13 @@ class Settings:
     executor_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
+    # Callback URLs may not reach loopback, private or link-local hosts (SSRF) unless allowed
+    # here: all of them, or these host names; WEBHOOK_SECRET signs each body (HMAC-SHA256).
+    webhook_allow_private: bool = False
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    # Seconds one delivery attempt may take in all: connect, send, and the answer's headers.
+    webhook_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +86,12 @@ class Settings:
                 return kind(raw)
             except ValueError:
                 raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+        def flag(name: str) -> bool:
+            raw = (env.get(name) or "false").lower()
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{name} must be true or false, got {raw!r}")
+            return raw in ("true", "1", "yes")
 
         return cls(
             redis_url=text("REDIS_URL", defaults.redis_url),
@@ -114,4 +127,12 @@ class Settings:
             ),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE"),
+            webhook_allowed_hosts=tuple(
+                host.strip().lower()
+                for host in text("WEBHOOK_ALLOWED_HOSTS", "").split(",")
+                if host.strip()
+            ),
+            webhook_secret=optional("WEBHOOK_SECRET"),
+            webhook_timeout=number("WEBHOOK_TIMEOUT", defaults.webhook_timeout),
         )

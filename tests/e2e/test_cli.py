@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import ROOT, free_port, slow_file, wait_for
+from tests.conftest import ROOT, free_port, slow_source, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -85,9 +85,13 @@ def test_an_upload_of_a_local_file(api, tmp_path):
     )
 
 
-def test_status_list_active_and_cancel(settings, api):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
-    task_id = json.loads(colsum(api, "--json", "submit", "hung.csv").stdout)["id"]
+def test_status_list_active_and_cancel(settings, services):
+    slow = slow_source(release=threading.Event())
+    api = services.backend()
+    services.executor(**slow.env)
+    task_id = json.loads(colsum(api, "--json", "submit", f"s3://{slow.bucket}/hung.csv").stdout)[
+        "id"
+    ]
     wait_for(
         lambda: json.loads(colsum(api, "--json", "status", task_id).stdout)["status"] == "running"
     )

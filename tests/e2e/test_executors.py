@@ -8,8 +8,8 @@ import threading
 import pytest
 import requests
 
-from tests.conftest import slow_file, wait_for
-from tests.e2e.client import local, submit
+from tests.conftest import slow_source, wait_for
+from tests.e2e.client import submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -19,11 +19,11 @@ def executors(api: str) -> list[dict]:
 
 
 def test_live_executors_are_listed_and_a_killed_one_drops_out(settings, services):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    slow = slow_source(release=threading.Event())
     api = services.backend()
-    first, second = services.executor(), services.executor()
+    first, second = services.executor(**slow.env), services.executor(**slow.env)
     wait_for(lambda: len(executors(api)) == 2, timeout=20)
-    task_id = submit(api, local("hung.csv"))
+    task_id = submit(api, slow.source("hung.csv"))
     busy = wait_for(lambda: [e for e in executors(api) if e["current_task"] == task_id], 20)
     assert busy[0]["pid"] in (first.process.pid, second.process.pid)
     assert busy[0]["id"] == f"{busy[0]['host']}:{busy[0]['pid']}"

@@ -10,7 +10,7 @@ import time
 from colsum.errors import SourceChanged
 from colsum.task import LocalSource, Task, TaskStatus
 from executor.worker import Worker
-from tests.conftest import HEADER, ROW, finished, slow_file, wait_for
+from tests.conftest import HEADER, ROW, finished, slow_source, wait_for
 
 
 def test_a_bad_file_fails_its_task_and_the_executor_goes_on(settings, services, store, submit):
@@ -63,9 +63,9 @@ def test_a_message_that_is_not_a_task_is_dropped_and_the_executor_goes_on(
 def test_a_task_longer_than_the_heartbeat_timeout_keeps_its_connection(
     settings, services, store, submit
 ):
-    slow_file(settings.data_dir / "slow.csv", seconds=8)
-    executor = services.executor(AMQP_URL=f"{settings.amqp_url}?heartbeat=2")
-    task_id = submit("slow.csv")
+    slow = slow_source(seconds=8)
+    executor = services.executor(AMQP_URL=f"{settings.amqp_url}?heartbeat=2", **slow.env)
+    task_id = submit(slow.s3())
     task = wait_for(lambda: finished(store, task_id), timeout=30)
     assert task.status is TaskStatus.DONE
     assert "connection lost" not in executor.log
@@ -73,9 +73,9 @@ def test_a_task_longer_than_the_heartbeat_timeout_keeps_its_connection(
 
 def test_sigterm_lets_the_task_in_hand_finish_then_exits_0(settings, services, store, submit):
     release = threading.Event()
-    slow_file(settings.data_dir / "slow.csv", seconds=0, release=release)
-    executor = services.executor()
-    task_id = submit("slow.csv")
+    slow = slow_source(release=release)
+    executor = services.executor(**slow.env)
+    task_id = submit(slow.s3())
     wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
     executor.process.terminate()
     time.sleep(0.5)
@@ -89,9 +89,9 @@ def test_a_task_not_finished_within_the_grace_goes_back_to_the_queue(
     settings, services, store, submit, channel
 ):
     release = threading.Event()
-    slow_file(settings.data_dir / "slow.csv", seconds=0, release=release)
-    executor = services.executor(STOP_GRACE="1")
-    task_id = submit("slow.csv")
+    slow = slow_source(release=release)
+    executor = services.executor(STOP_GRACE="1", **slow.env)
+    task_id = submit(slow.s3())
     wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
     executor.process.terminate()
     assert executor.process.wait(10) == 0
