@@ -34,8 +34,9 @@ class Server(BaseApplication):
         self.cfg.set("workers", self.settings.web_workers)
         # Threads, so that a long poll (GET /tasks/<id>?wait=N, blocked on Redis pub/sub)
         # holds a thread, not a whole worker; each thread has its own pika connection.
+        # Long polls never hold the last two (backend/tasks.py).
         self.cfg.set("worker_class", "gthread")
-        self.cfg.set("threads", 8)
+        self.cfg.set("threads", self.settings.web_threads)
         # gunicorn's control socket has one path per user: two backends on a machine
         # (a test run beside `make run`) would fight over it, and nothing here uses it.
         self.cfg.set("control_socket_disable", True)

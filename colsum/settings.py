@@ -59,6 +59,8 @@ class Settings:
     executor_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
+    # Threads of each backend worker process; long polls take at most all but two of them.
+    web_threads: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,4 +116,5 @@ class Settings:
             ),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            web_threads=number("WEB_THREADS", defaults.web_threads, int),
         )
