@@ -522,7 +522,7 @@ def test_an_empty_query_parameter_is_400_naming_it(client, query):
     response = client.get(f"/tasks?{query}")
     assert response.status_code == 400
     name = query.removesuffix("=")
-    assert response.get_json()["error"].startswith(f"'{name}'")
+    assert response.get_json()["error"].startswith(f"'{name}' must not be empty")
 
 
 def test_a_json_body_of_another_json_type_is_taken(client):
