@@ -53,7 +53,7 @@ def create():
     try:
         body = request.get_json()
     except BadRequest:
-        abort(400, "the request body is not valid JSON")
+        abort(400, _not_json())
     except RecursionError:
         abort(400, validation.NESTED_TOO_DEEPLY)
     if not isinstance(body, dict):
@@ -74,6 +74,14 @@ def upload(options: dict[str, object]):
     except (BrokerUnavailable, StoreUnavailable):
         uploads.discard(source, settings)
         raise
+
+
+def _not_json() -> str:
+    try:
+        request.get_data().decode("utf-8")
+    except UnicodeDecodeError:  # whatever charset the Content-Type names: JSON is UTF-8
+        return "the request body is not valid JSON: send it as UTF-8"
+    return "the request body is not valid JSON"
 
 
 def _refuse_an_endless_body() -> None:
