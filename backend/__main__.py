@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 from prometheus_client import multiprocess
 
@@ -26,7 +27,9 @@ CLIENT_IDLE = 10.0
 
 class IdleLimitedSocket(socket.socket):
     """A client connection on which a blocking read gives up after CLIENT_IDLE seconds of
-    silence, and reads as the client having closed it (gunicorn then drops it quietly)."""
+    silence (or the timeout a view set, as uploads do), as if the client had gone:
+    gunicorn drops a request it was still reading quietly, and a view reading the body
+    finds the TimeoutError behind werkzeug's ClientDisconnected."""
 
     def setblocking(self, flag: bool) -> None:
         self.settimeout(CLIENT_IDLE if flag else 0.0)
@@ -34,8 +37,8 @@ class IdleLimitedSocket(socket.socket):
     def recv(self, size: int, flags: int = 0) -> bytes:
         try:
             return super().recv(size, flags)
-        except TimeoutError:
-            return b""
+        except TimeoutError as error:
+            raise NoMoreData() from error
 
 
 class Worker(ThreadWorker):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, abort, current_app, request
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 from backend import uploads, validation
 from backend.services import services
@@ -52,6 +52,8 @@ def create():
     _refuse_an_endless_body()
     try:
         body = request.get_json()
+    except ClientDisconnected:  # gone, or silent for too long (backend/__main__.py)
+        abort(400, "the request body did not arrive whole")
     except BadRequest:
         abort(400, _not_json())
     except RecursionError:

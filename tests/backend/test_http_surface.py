@@ -35,6 +35,20 @@ def backend(services) -> str:
     return services.backend(WEB_CONCURRENCY="1")
 
 
+@pytest.mark.slow
+def test_a_stalled_json_body_is_answered_400_not_held(backend, services):
+    port = int(backend.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_IDLE + 5) as sock:
+        sock.sendall(
+            b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"storage": '
+        )
+        answer = sock.recv(65536)  # after CLIENT_IDLE seconds
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert answer.endswith(b'{"error":"the request body did not arrive whole"}')
+    assert "Traceback" not in services.started[0].log
+
+
 def exchange(url: str, request: bytes, timeout: float = 10) -> tuple[int, bytes]:
     """Send raw bytes, read the whole answer: its status and body."""
     host, port = url.removeprefix("http://").split(":")
@@ -79,7 +93,7 @@ def test_head_and_options_answer_on_every_route(backend, method):
 
 
 @pytest.mark.slow
-def test_half_sent_requests_lose_their_threads_and_never_block_the_backend(backend):
+def test_half_sent_requests_lose_their_threads_and_never_block_the_backend(backend, services):
     """More connections than the worker has threads, each stopping mid-headers."""
     port = int(backend.rsplit(":", 1)[1])
     with ExitStack() as stack:
@@ -89,3 +103,4 @@ def test_half_sent_requests_lose_their_threads_and_never_block_the_backend(backe
         time.sleep(1)
         response = requests.get(f"{backend}/healthz", timeout=CLIENT_IDLE + 10)
         assert response.json() == {"status": "ok"}
+    assert "Traceback" not in services.started[0].log
