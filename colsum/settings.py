@@ -66,6 +66,8 @@ class Settings:
     webhook_secret: str | None = None
     # Seconds one delivery attempt may take in all: connect, send, and the answer's headers.
     webhook_timeout: float = 10.0
+    # Threads of each backend worker process; long polls take at most all but two of them.
+    web_threads: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -135,4 +137,5 @@ class Settings:
             ),
             webhook_secret=optional("WEBHOOK_SECRET"),
             webhook_timeout=number("WEBHOOK_TIMEOUT", defaults.webhook_timeout),
+            web_threads=number("WEB_THREADS", defaults.web_threads, int),
         )
