@@ -14,6 +14,7 @@ from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 from backend import uploads, validation
 from backend.services import services
+from colsum import webhook_targets
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.task import Task, TaskRequest, TaskStatus
 
@@ -62,7 +63,14 @@ def create():
         abort(400, 'the body must be a JSON object: {"storage": "local", "path": "..."}')
     validation.check(request)
     body = {**_query_options(), **body}  # fields in the body win over the query's
-    return enqueue(Task.from_request(TaskRequest.from_body(body)))
+    task_request = TaskRequest.from_body(body)
+    if task_request.callback_url is not None:
+        # Early word for an internal address; the executor checks again on the address it
+        # resolves at delivery (colsum/webhook_targets.py).
+        refused = webhook_targets.refusal(task_request.callback_url, services().settings)
+        if refused is not None:
+            abort(400, refused)
+    return enqueue(Task.from_request(task_request))
 
 
 def upload(options: dict[str, object]):

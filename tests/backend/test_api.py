@@ -600,3 +600,18 @@ def test_a_hostile_request_gets_a_json_answer_never_a_500(client, method, path, 
     response = client.open(path, method=method, data=body, content_type="application/json")
     assert response.status_code == status
     assert response.is_json
+
+
+def test_a_callback_url_to_an_internal_address_is_400_before_anything_is_stored(client, store):
+    response = post(client, {**LOCAL, "callback_url": "http://127.0.0.1:6379/"})
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(
+        "refused: callback_url resolves to 127.0.0.1, a loopback address"
+    )
+    assert store.counts()["queued"] == 0
+
+
+@pytest.mark.settings(webhook_allowed_hosts=("127.0.0.1",))
+def test_a_callback_url_to_an_allowed_internal_host_is_taken(client):
+    response = post(client, {**LOCAL, "callback_url": "http://127.0.0.1:9/hook"})
+    assert response.status_code == 202
