@@ -59,6 +59,9 @@ class Settings:
     executor_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
+    # A queued record whose message may be lost (queue purged or deleted) is published
+    # again after waiting this long, at most once per this many seconds.
+    queued_grace: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,4 +117,5 @@ class Settings:
             ),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
         )

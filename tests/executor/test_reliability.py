@@ -29,12 +29,12 @@ def test_a_task_whose_executor_dies_is_taken_over_and_finished_once(
 ):
     release = threading.Event()
     pipe = slow_file(settings.data_dir / "slow.csv", release=release)
-    services.executor()
+    services.executor(LEASE="2")
     task_id = submit("slow.csv")
     first = wait_for(lambda: running_on(store, task_id, attempt=1))
     holder(services, first).process.send_signal(signal.SIGKILL)
     wait_for(lambda: pipe.dropped == 1)
-    services.executor()
+    services.executor(LEASE="2")  # takes over once the dead one's lease lapsed
 
     second = wait_for(lambda: running_on(store, task_id, attempt=2), timeout=20)
     assert second.executor != first.executor
@@ -50,13 +50,13 @@ def test_a_task_that_keeps_killing_its_executor_fails_after_the_delivery_limit(
     settings, services, store, submit
 ):
     pipe = slow_file(settings.data_dir / "poison.csv", release=threading.Event())
-    services.executor()
+    services.executor(LEASE="2")
     task_id = submit("poison.csv")
     for attempt in (1, 2):
         task = wait_for(lambda attempt=attempt: running_on(store, task_id, attempt), timeout=20)
         holder(services, task).process.send_signal(signal.SIGKILL)
         wait_for(lambda attempt=attempt: pipe.dropped == attempt)
-        services.executor()
+        services.executor(LEASE="2")
     failed = wait_for(lambda: finished(store, task_id), timeout=20)
     assert failed.status is TaskStatus.FAILED
     assert failed.error.startswith("gave up after 2 deliveries")
