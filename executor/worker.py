@@ -5,7 +5,14 @@ finish the one in hand within `stop_grace` seconds; the second is a cold stop. E
 task that is not finished in time goes back to the queue for another executor.
 
 Delivery is at least once: a message is acked only after its task's outcome is in Redis,
-and a redelivered message of a finished task is acked without redoing it.
+and a redelivered message of a finished task is acked without redoing it. Only the
+executor holding a task's lease runs it and writes its outcome (colsum.store).
+
+Nothing a task does ends the executor: whatever it raises fails that task ("internal
+error: ..."), and an unexpected error in the loop is logged and followed by a
+reconnection. A message goes back to the queue only as a fresh copy (`_hand_back`), so
+that RabbitMQ's delivery limit counts executors that died holding the task and nothing
+else; while Redis does not answer, the executor does not consume.
 """
 
 from __future__ import annotations

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 import requests
 
-from tests.conftest import HEADER, ROW
+from colsum import store as task_store
+from colsum.task import LocalSource, Task, TaskStatus
+from tests.conftest import HEADER, ROW, slow_file, wait_for
+from tests.conftest import finished as finished_in
 from tests.e2e.client import finished, local, submit
 from tests.tcpproxy import TCPProxy
 
@@ -61,3 +66,49 @@ def test_a_full_redis_answers_503_and_keeps_what_it_has(settings, services, redi
     assert response.status_code == 503
     assert response.json() == {"error": "the task store is unavailable; try again shortly"}
     assert client.dbsize() > 0
+
+
+def published(store, publisher, path: str) -> Task:
+    task = Task(source=LocalSource(path=path))
+    store.create(task)
+    publisher.publish(task.id)
+    store.published(task.id)
+    return task
+
+
+@pytest.mark.settings(delivery_limit=2)
+def test_a_redis_outage_longer_than_the_delivery_limit_fails_no_task(
+    settings, services, redis_server, publisher
+):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    store = task_store.TaskStore(task_store.connect(redis_server.url), settings.redis_prefix)
+    services.executor(REDIS_URL=redis_server.url)
+    wait_for(lambda: store.live_executors(15), timeout=20)
+    task = Task(source=LocalSource(path="a.csv"))
+    store.create(task)
+    store.published(task.id)
+    redis_server.stop()
+    publisher.publish(task.id)  # taken while Redis is down
+    time.sleep(10)  # reconnections back off 1, 2, 4 s...: more than DELIVERY_LIMIT of them
+    redis_server.start()
+    done = wait_for(lambda: finished_in(store, task.id), timeout=30)
+    assert done.status is TaskStatus.DONE, done.error
+    assert done.result == {"rows": 1, "columns": [{"column": 10, "name": "c10", "sum": 10}]}
+
+
+def test_a_redis_outage_while_a_task_runs_neither_stops_it_nor_drops_its_message(
+    settings, services, redis_server, publisher
+):
+    release = threading.Event()
+    slow_file(settings.data_dir / "slow.csv", release=release)
+    store = task_store.TaskStore(task_store.connect(redis_server.url), settings.redis_prefix)
+    executor = services.executor(REDIS_URL=redis_server.url)
+    task = published(store, publisher, "slow.csv")
+    wait_for(lambda: store.get(task.id).status is TaskStatus.RUNNING, timeout=20)
+    redis_server.stop()
+    time.sleep(3)  # progress reports and lease renewals fail meanwhile
+    redis_server.start()
+    release.set()
+    done = wait_for(lambda: finished_in(store, task.id), timeout=30)
+    assert (done.status, done.attempt) == (TaskStatus.DONE, 1)
+    assert "lost RabbitMQ or Redis" not in executor.log  # it kept its connection and message
