@@ -90,6 +90,7 @@ class Worker:
         self.webhooks = Webhooks(settings, store)
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
+        self._lost: Exception | None = None  # the broker connection, lost during a task
         self._started_at = now_stamp()
         self._current: str | None = None
         self._done = self._failed = 0
@@ -235,6 +236,7 @@ class Worker:
     def _follow(self, connection: pika.BlockingConnection, task_id: str, attempt: int) -> Outcome:
         """Run the task on its thread and watch it until it ends."""
         job = Job()
+        self._lost = None
         self._in_hand = self._start_thread(connection, task_id, attempt, job)
         self._beat_quietly()
         started = time.monotonic()
@@ -243,7 +245,7 @@ class Worker:
         # heartbeats (a pika callback that blocks for a long file loses the connection),
         # renews the task's lease, reports its progress and notices a cancellation.
         while not self._in_hand.done():
-            connection.process_data_events(time_limit=PROGRESS_INTERVAL)
+            self._answer_broker(connection, PROGRESS_INTERVAL)
             now = time.monotonic()
             if self._stop_deadline is not None and now > self._stop_deadline:
                 log.warning("task %s not finished within the stop grace; handing it back", task_id)
@@ -276,7 +278,7 @@ class Worker:
                     renewed = now
                     if not self.store.renew_lease(task_id, self.name, self.settings.lease):
                         log.warning(
-                            "task %s: lost its lease to another executor; stopping it", task_id
+                            "task %s: no longer this executor's (lease lost); stopping it", task_id
                         )
                         self._stop_task(connection, task_id, job)
                         return Outcome.ACK
@@ -285,6 +287,12 @@ class Worker:
                 # goes on, and its lease is taken back at the next renewal if it lapsed.
                 log.warning("task %s: cannot report progress (%s)", task_id, error)
             self._beat_quietly()
+        outcome = self._outcome(task_id)
+        if self._lost is not None:  # the outcome is recorded, but the message cannot be acked
+            raise self._lost
+        return outcome
+
+    def _outcome(self, task_id: str) -> Outcome:
         try:
             self._in_hand.result()
         except StoreUnavailable as error:
@@ -313,7 +321,20 @@ class Worker:
                     STOP_TASK_WAIT,
                 )
                 return
-            connection.process_data_events(time_limit=0.1)
+            self._answer_broker(connection, 0.1)
+
+    def _answer_broker(self, connection: pika.BlockingConnection, seconds: float) -> None:
+        """Answer RabbitMQ (heartbeats, dead letters) for `seconds` while a task runs. Once
+        the connection is lost, just wait: the task goes on to its end with its lease
+        renewed, or its redelivered message would let another executor take it over."""
+        if self._lost is None:
+            try:
+                connection.process_data_events(time_limit=seconds)
+                return
+            except broker.CONNECTION_ERRORS as error:
+                log.warning("lost RabbitMQ (%r); following the task in hand to its end", error)
+                self._lost = error
+        time.sleep(seconds)
 
     def _start_thread(
         self, connection: pika.BlockingConnection, task_id: str, attempt: int, job: Job

@@ -112,3 +112,28 @@ def test_a_redis_outage_while_a_task_runs_neither_stops_it_nor_drops_its_message
     done = wait_for(lambda: finished_in(store, task.id), timeout=30)
     assert (done.status, done.attempt) == (TaskStatus.DONE, 1)
     assert "lost RabbitMQ or Redis" not in executor.log  # it kept its connection and message
+
+
+def test_a_task_keeps_its_executor_when_the_broker_drops_the_connection_mid_task(
+    settings, services, store, publisher
+):
+    release = threading.Event()
+    slow_file(settings.data_dir / "slow.csv", release=release)
+    target = urlsplit(settings.amqp_url)
+    proxy = TCPProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    netloc = f"{target.username}:{target.password}@127.0.0.1:{proxy.port}"
+    via_proxy = urlunsplit(target._replace(netloc=netloc))
+    try:
+        services.executor(AMQP_URL=via_proxy, LEASE="1.5")
+        task = published(store, publisher, "slow.csv")
+        first = wait_for(lambda: (t := store.get(task.id)).status is TaskStatus.RUNNING and t)
+        services.executor(AMQP_URL=via_proxy, LEASE="1.5")  # gets the redelivered message
+        wait_for(lambda: len(store.live_executors(15)) == 2, timeout=20)
+        proxy.cut()
+        time.sleep(4)  # longer than the lease: the first one must have renewed it
+        release.set()
+        done = wait_for(lambda: finished_in(store, task.id), timeout=30)
+        assert done.status is TaskStatus.DONE
+        assert done.executor == first.executor
+    finally:
+        proxy.close()
