@@ -520,8 +520,13 @@ class TaskStore:
             return [bool(found) for found in pipe.execute()]
 
     @_translated
-    def queued_count(self) -> int:
-        return self.redis.zcard(self.keys.status(TaskStatus.QUEUED))
+    def published_queued(self) -> int:
+        """Queued tasks that should have a message in the queue: not in the outbox."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.status(TaskStatus.QUEUED))
+            pipe.zcard(self.keys.outbox)
+            queued, unpublished = pipe.execute()
+        return queued - unpublished
 
     @_translated
     def due_webhook(self, claim_for: float) -> str | None:

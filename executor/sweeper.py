@@ -85,7 +85,7 @@ class Sweeper:
         self._delete_expired_uploads()
 
     def _publish_lost_queued(self) -> None:
-        missing = self.store.queued_count() - self._publisher_().queue_depth()
+        missing = self.store.published_queued() - self._publisher_().queue_depth()
         if missing <= 0:
             return
         limit = min(missing, REPUBLISH_BATCH)

@@ -167,7 +167,7 @@ class Worker:
                 self.topology.queue, inactivity_timeout=1
             ):
                 if method is None:
-                    if self.stopping:
+                    if self.stopping:  # a message arriving just now goes back on close
                         break
                     self.sweeper.maybe_sweep()
                     self._beat()  # raises StoreUnavailable when Redis is gone: stop consuming
