@@ -10,7 +10,7 @@ import time
 from colsum import uploads
 from colsum.task import LocalSource, Task, TaskStatus
 from executor.sweeper import Sweeper
-from tests.conftest import HEADER, ROW, finished, wait_for
+from tests.conftest import HEADER, ROW, finished, free_port, wait_for
 
 
 def ready(channel, settings) -> int:
@@ -133,3 +133,13 @@ def test_uploads_in_the_upload_bucket_are_deleted_once_their_record_expired(buck
     Sweeper(settings, store).sweep()
     keys = {item["Key"] for item in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"]}
     assert keys == {uploads.name(kept), "elsewhere/x.csv"}
+
+
+def test_a_sweep_that_cannot_reach_rabbitmq_is_skipped_without_raising(settings, store, caplog):
+    task = created(store)
+    store.claim(task.id, "vanished:1", attempt=1, lease=0.01)
+    time.sleep(0.05)
+    nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    sweep = sweeper(settings, store, amqp_url=nowhere)
+    sweep.maybe_sweep()  # in the consume loop: must not end the executor
+    assert "sweep skipped: RabbitMQ is unavailable" in caplog.text

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from colsum import broker
+from colsum import store as task_store
 from colsum.errors import SourceChanged
 from colsum.task import LocalSource, Task, TaskStatus, instant
 from executor.storage import storages
@@ -328,3 +329,22 @@ def test_a_duplicate_message_of_a_task_running_elsewhere_is_acked_and_left_to_it
         assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 0
     finally:
         renewing.set()
+
+
+class _Channel:
+    """Records acks: the dead-letter handler's only use of its channel."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def basic_ack(self, tag: int) -> None:
+        self.acked.append(tag)
+
+
+def test_a_dead_letter_that_cannot_be_recorded_is_kept_for_later(settings, redis_server):
+    store = task_store.TaskStore(task_store.connect(redis_server.url), settings.redis_prefix)
+    redis_server.stop()
+    worker = Worker(settings, store, storages(settings))
+    channel, method = _Channel(), type("Method", (), {"delivery_tag": 7})()
+    worker._on_dead_letter(channel, method, None, broker.encode("0" * 32))  # raises nothing
+    assert channel.acked == []  # RabbitMQ delivers it again after the reconnection
