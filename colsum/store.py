@@ -263,23 +263,31 @@ end
 return found
 """
 
-# KEYS: an index (a sorted set of task ids), the prune hash. ARGV: prefix, at most.
-# Walks the index `at most` entries further from where the last walk stopped (a rank:
-# new entries mostly come last, so the ranks walked stay put), dropping ids whose record
-# is gone (expired), and starts over at the end: every entry is looked at in turn, with
-# bounded work per call. Returns how many were dropped.
+# KEYS: an index (a sorted set of task ids), the prune hash. ARGV: prefix, at most, the
+# latest queued_ts a record can have and be expired (now - RECORD_TTL).
+# Walks the index from where the last walk stopped (a rank), dropping ids whose record is
+# gone (expired; a hash without an id, left by an old client, is deleted with it), `at
+# most` entries per call. Indexes run from old to new, so the walk starts over at the
+# first record too young to have expired, and at the end: it covers the entries that may
+# have expired, with bounded work per call. Returns how many were dropped.
 _PRUNE = """
 local start = tonumber(redis.call('HGET', KEYS[2], KEYS[1]) or '0')
 local limit = tonumber(ARGV[2])
 local ids = redis.call('ZRANGE', KEYS[1], start, start + limit - 1)
-local dropped = 0
+local dropped, over = 0, #ids < limit
 for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[1] .. 'task:' .. id) == 0 then
+  local task = ARGV[1] .. 'task:' .. id
+  local fields = redis.call('HMGET', task, 'id', 'queued_ts')
+  if not fields[1] then
+    redis.call('DEL', task)
     redis.call('ZREM', KEYS[1], id)
     dropped = dropped + 1
+  elseif tonumber(fields[2] or '0') > tonumber(ARGV[3]) then
+    over = true
+    break
   end
 end
-if #ids < limit then
+if over then
   redis.call('HDEL', KEYS[2], KEYS[1])
 else
   redis.call('HSET', KEYS[2], KEYS[1], start + limit - dropped)
@@ -504,11 +512,13 @@ class TaskStore:
     @_translated
     def prune(self, limit: int) -> int:
         """Drop index entries whose record expired, looking at `limit` entries of each
-        index per call, in turn; how many were dropped."""
+        index per call, in turn, among those old enough to have expired; how many were
+        dropped."""
         finished = [self.keys.status(status) for status in TaskStatus if status.finished]
         dropped = 0
         for index in (self.keys.tasks, *finished, self.keys.webhooks):
-            dropped += self._prune(keys=[index, self.keys.prune], args=[self.prefix, limit])
+            args = [self.prefix, limit, time.time() - self.record_ttl]
+            dropped += self._prune(keys=[index, self.keys.prune], args=args)
         return dropped
 
     @_translated

@@ -44,7 +44,7 @@ from colsum.store import TaskStore
 log = logging.getLogger(__name__)
 
 REPUBLISH_BATCH = 100  # tasks published again per sweep, of each kind
-PRUNE_BATCH = 200  # index entries looked at per sweep, of each index
+PRUNE_BATCH = 1000  # index entries looked at per sweep, of each index
 UPLOAD_BATCH = 100  # uploads looked at per sweep, in each place
 
 

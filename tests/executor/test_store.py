@@ -3,6 +3,8 @@ records leave behind."""
 
 from __future__ import annotations
 
+import time
+
 from colsum.store import Held
 from colsum.task import LocalSource, Task, TaskStatus
 
@@ -96,9 +98,16 @@ def test_a_full_last_page_has_no_cursor(store):
     assert last.next_cursor is None
 
 
+def created_long_ago(store) -> Task:
+    task = created(store)
+    old = time.time() - store.record_ttl - 60
+    store.redis.hset(store.keys.task(task.id), "queued_ts", old)
+    return task
+
+
 def test_pruning_drops_expired_tasks_from_every_index_a_batch_at_a_time(store):
-    kept = created(store)
-    gone = [created(store) for _ in range(5)]
+    kept = created_long_ago(store)
+    gone = [created_long_ago(store) for _ in range(5)]
     for task in gone:
         store.complete(task.id, {"rows": 0, "columns": []})
         store.redis.zadd(store.keys.webhooks, {task.id: 0})
@@ -108,3 +117,19 @@ def test_pruning_drops_expired_tasks_from_every_index_a_batch_at_a_time(store):
     assert store.redis.zrange(store.keys.tasks, 0, -1) == [kept.id]
     assert store.redis.zcard(store.keys.status(TaskStatus.DONE)) == 0
     assert store.redis.zcard(store.keys.webhooks) == 0
+
+
+def test_pruning_looks_only_at_records_old_enough_to_have_expired(store):
+    young = created(store)
+    later = created(store)
+    store.redis.delete(store.keys.task(later.id))  # discarded, say: not for the walk to find
+    assert store.prune(limit=10) == 0
+    assert store.redis.zcard(store.keys.tasks) == 2
+    assert store.get(young.id) is not None
+
+
+def test_pruning_deletes_a_hash_without_an_id(store):
+    ghost = created_long_ago(store)
+    store.redis.hdel(store.keys.task(ghost.id), "id")
+    assert store.prune(limit=10) == 1
+    assert not store.redis.exists(store.keys.task(ghost.id))
