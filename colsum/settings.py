@@ -68,6 +68,9 @@ class Settings:
     webhook_timeout: float = 10.0
     # Threads of each backend worker process; long polls take at most all but two of them.
     web_threads: int = 8
+    # A queued record whose message may be lost (queue purged or deleted) is published
+    # again after waiting this long, at most once per this many seconds.
+    queued_grace: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,4 +141,5 @@ class Settings:
             webhook_secret=optional("WEBHOOK_SECRET"),
             webhook_timeout=number("WEBHOOK_TIMEOUT", defaults.webhook_timeout),
             web_threads=number("WEB_THREADS", defaults.web_threads, int),
+            queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
         )

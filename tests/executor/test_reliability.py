@@ -29,11 +29,11 @@ def test_a_task_whose_executor_dies_is_taken_over_and_finished_once(
 ):
     release = threading.Event()
     slow = slow_source(release=release)
-    services.executor(**slow.env)
+    services.executor(**slow.env, LEASE="2")
     task_id = submit(slow.s3())
     first = wait_for(lambda: running_on(store, task_id, attempt=1))
     holder(services, first).process.send_signal(signal.SIGKILL)
-    services.executor(**slow.env)
+    services.executor(**slow.env, LEASE="2")
 
     second = wait_for(lambda: running_on(store, task_id, attempt=2), timeout=20)
     assert second.executor != first.executor
@@ -49,12 +49,12 @@ def test_a_task_that_keeps_killing_its_executor_fails_after_the_delivery_limit(
     settings, services, store, submit
 ):
     slow = slow_source(release=threading.Event())
-    services.executor(**slow.env)
+    services.executor(**slow.env, LEASE="2")
     task_id = submit(slow.s3("poison.csv"))
     for attempt in (1, 2):
         task = wait_for(lambda attempt=attempt: running_on(store, task_id, attempt), timeout=20)
         holder(services, task).process.send_signal(signal.SIGKILL)
-        services.executor(**slow.env)
+        services.executor(**slow.env, LEASE="2")
     failed = wait_for(lambda: finished(store, task_id), timeout=20)
     assert failed.status is TaskStatus.FAILED
     assert failed.error.startswith("gave up after 2 deliveries")
