@@ -7,6 +7,7 @@ TransientError (retried) or PermanentError (fail the task) in the storage's own 
 
 from __future__ import annotations
 
+import threading
 from typing import BinaryIO, Protocol
 
 from colsum.settings import Settings
@@ -18,11 +19,14 @@ __all__ = ["LocalStorage", "ReadStats", "RetryPolicy", "S3Storage", "Storage", "
 
 
 class Storage(Protocol):
-    def open(self, source, stats: ReadStats, label: str) -> BinaryIO:
+    def open(
+        self, source, stats: ReadStats, label: str, cancel: threading.Event | None = None
+    ) -> BinaryIO:
         """A binary stream of the whole file, to be closed by the caller.
 
         Nothing is fetched until the first read; `stats` counts what the reads cost and
-        `label` (the task) starts every log line about retries.
+        `label` (the task) starts every log line about retries. A read that waits on the
+        network raises TaskInterrupted soon after `cancel` is set.
         """
         ...
 

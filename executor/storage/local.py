@@ -11,6 +11,7 @@ import fcntl
 import io
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,7 +29,13 @@ class LocalStorage:
         self.root = root
         self.policy = policy or RetryPolicy()
 
-    def open(self, source: LocalSource, stats: ReadStats, label: str = "") -> BinaryIO:
+    def open(
+        self,
+        source: LocalSource,
+        stats: ReadStats,
+        label: str = "",
+        cancel: threading.Event | None = None,  # a regular file's reads do not wait long
+    ) -> BinaryIO:
         root = self.root.resolve()
         path = (root / source.path).resolve()
         if not path.is_relative_to(root):

@@ -7,8 +7,11 @@ import io
 import queue
 import threading
 
+from colsum.errors import TaskInterrupted
+
 CHUNK = 1 << 20
 AHEAD = 8  # chunks buffered at most: 8 MiB per task
+CANCEL_CHECK = 0.2  # seconds between two looks at the cancel event while waiting
 
 
 class PrefetchReader(io.RawIOBase):
@@ -19,8 +22,15 @@ class PrefetchReader(io.RawIOBase):
     happened; closing the reader stops the thread.
     """
 
-    def __init__(self, inner: io.RawIOBase, chunk: int = CHUNK, ahead: int = AHEAD) -> None:
+    def __init__(
+        self,
+        inner: io.RawIOBase,
+        chunk: int = CHUNK,
+        ahead: int = AHEAD,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self._inner = inner
+        self._cancel = cancel
         self._chunk = chunk
         self._queue: queue.Queue[bytearray | BaseException] = queue.Queue(maxsize=ahead)
         self._stopped = threading.Event()
@@ -64,7 +74,7 @@ class PrefetchReader(io.RawIOBase):
         if not self._pending:
             if self._finished:
                 return 0
-            item = self._queue.get()
+            item = self._next()
             if isinstance(item, BaseException):
                 self._finished = True
                 raise item
@@ -76,6 +86,15 @@ class PrefetchReader(io.RawIOBase):
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
+
+    def _next(self) -> bytearray | BaseException:
+        """The next chunk; a slow network read must not hold a cancelled task's thread."""
+        while True:
+            try:
+                return self._queue.get(timeout=CANCEL_CHECK)
+            except queue.Empty:
+                if self._cancel is not None and self._cancel.is_set():
+                    raise TaskInterrupted("cancelled while waiting for the storage") from None
 
     def close(self) -> None:
         self._stopped.set()

@@ -51,10 +51,16 @@ class S3Storage:
                 self._client = make_client(self.settings)
             return self._client
 
-    def open(self, source: S3Source, stats: ReadStats, label: str = "") -> BinaryIO:
+    def open(
+        self,
+        source: S3Source,
+        stats: ReadStats,
+        label: str = "",
+        cancel: threading.Event | None = None,
+    ) -> BinaryIO:
         reader = ResumableReader(S3Object(self.client, source), self.policy, stats, label)
         # Download on a thread of its own while the parser works on what came before.
-        return io.BufferedReader(PrefetchReader(reader), READ_BUFFER)
+        return io.BufferedReader(PrefetchReader(reader, cancel=cancel), READ_BUFFER)
 
 
 class S3Object:
