@@ -42,11 +42,18 @@ def create():
 
 
 def upload(options: dict[str, object]):
-    """The body is the CSV; `header` and `delimiter` come as query parameters."""
-    request.max_content_length = UPLOAD_LIMIT
+    """The body is the CSV; `header`, `delimiter` and `filename` come as query parameters
+    (or the name in a Content-Disposition header)."""
+    request.max_content_length = UPLOAD_LIMIT  # uploads.store applies UPLOAD_MAX_BYTES
     task_id = uuid.uuid4().hex
     settings = services().settings
-    source = uploads.store(task_id, request.stream, settings)
+    name = uploads.filename_of(
+        request.args.get("filename"), request.headers.get("Content-Disposition")
+    )
+    try:
+        source = uploads.store(task_id, request.stream, settings, request.content_length, name)
+    except uploads.UploadRefused as error:
+        return {"error": str(error)}, error.status
     try:
         return enqueue(Task(id=task_id, source=source, **options))
     except (BrokerUnavailable, StoreUnavailable):

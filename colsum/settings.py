@@ -59,6 +59,8 @@ class Settings:
     executor_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
+    # The largest upload (POST /tasks with a CSV body) the backend keeps, in bytes; 0: any.
+    upload_max_bytes: int = 10 << 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,4 +116,5 @@ class Settings:
             ),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
         )
