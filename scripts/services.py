@@ -11,10 +11,12 @@ message says exactly what to do. Only services this script started are stopped a
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,20 +45,29 @@ def say(message: str) -> None:
     print(f"services: {message}", file=sys.stderr, flush=True)
 
 
+def masked(url: str) -> str:
+    """The URL as it may be printed: its password, if any, as ***."""
+    parts = urlsplit(url)
+    users, at, place = parts.netloc.rpartition("@")
+    if not at or ":" not in users:
+        return url
+    return parts._replace(netloc=f"{users.split(':', 1)[0]}:***@{place}").geturl()
+
+
 def redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
-    except redis.RedisError:
+    except (redis.RedisError, ValueError):  # ValueError: not a redis:// URL
         return False
 
 
 def rabbitmq_answers(url: str) -> bool:
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 2
     try:
+        parameters = pika.URLParameters(url)
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = 2
         pika.BlockingConnection(parameters).close()
-    except Exception:
+    except Exception:  # pika raises many kinds, a bad URL's among them
         return False
     return True
 
@@ -163,28 +174,43 @@ def ensure(settings: Settings) -> tuple[bool, list[list[str]]]:
     if not redis_answers(settings.redis_url):
         stop = start_redis(redis_url.port or 6379) if redis_url.hostname in LOCAL_HOSTS else None
         if stop is None or not wait_for(lambda: redis_answers(settings.redis_url), 15):
-            say(f"Redis does not answer at {settings.redis_url}")
+            say(f"Redis does not answer at {masked(settings.redis_url)}")
             ok = False
         stoppers += [stop] if stop else []
     if not rabbitmq_answers(settings.amqp_url):
         local = urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS
         stop = start_rabbitmq(settings.amqp_url) if local else None
         if stop is None or not wait_for(lambda: rabbitmq_answers(settings.amqp_url), 90):
-            say(f"RabbitMQ does not answer at {settings.amqp_url}")
+            say(f"RabbitMQ does not answer at {masked(settings.amqp_url)}")
             ok = False
         stoppers += [stop] if stop else []
     return ok, stoppers
 
 
-def announce(settings: Settings) -> None:
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens where the backend would: binding as gunicorn does (with
+    SO_REUSEADDR, so connections closing from an earlier run do not count) fails."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        return error.errno == errno.EADDRINUSE
+    return False
+
+
+def announce(settings: Settings, stopped: threading.Event) -> None:
+    """Once the backend answers, say where everything is; nothing if the command stopped
+    first (its backend failed: what answers would be someone else's)."""
     api = f"http://{settings.host}:{settings.port}"
-    for _ in range(600):
+    while not stopped.is_set():
         try:
             with urllib.request.urlopen(f"{api}/readyz", timeout=1):
                 break
         except OSError:
-            time.sleep(0.5)
-    else:
+            stopped.wait(0.5)
+    if stopped.is_set():
         return
     print(
         f"""
@@ -230,15 +256,23 @@ def main() -> int:
     if missing and not apt_install(*sorted(set(missing.values()))):
         packages = " ".join(sorted(set(missing.values())))
         say(f"{', '.join(missing)} missing: install the Debian packages {packages}")
-    ok, stoppers = ensure(Settings.from_env())
+    settings = Settings.from_env()
+    if args.announce and port_in_use(settings.host, settings.port):
+        say(
+            f"port {settings.port} is in use on {settings.host}: another Colsum? "
+            f"Stop it, or choose another port: make run PORT={settings.port + 1}"
+        )
+        return 1
+    ok, stoppers = ensure(settings)
     if not ok:
         print(HELP, file=sys.stderr)
         if not args.optional:
             return 1
     child = subprocess.Popen(args.command)
+    stopped = threading.Event()
     if args.announce:
         # A daemon thread: it only waits for the backend to answer, then prints once.
-        threading.Thread(target=announce, args=(Settings.from_env(),), daemon=True).start()
+        threading.Thread(target=announce, args=(settings, stopped), daemon=True).start()
 
     # Ctrl-C reaches the child too (same process group); let it stop its own processes,
     # and pass SIGTERM on. Handlers, unlike SIG_IGN, are not inherited by the child.
@@ -251,6 +285,7 @@ def main() -> int:
     try:
         return child.wait()
     finally:
+        stopped.set()
         for stop in stoppers:
             say(f"stopping what was started: {' '.join(stop)}")
             subprocess.run(stop, check=False, stdout=subprocess.DEVNULL)
