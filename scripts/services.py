@@ -46,12 +46,18 @@ def say(message: str) -> None:
 
 
 def masked(url: str) -> str:
-    """The URL as it may be printed: its password, if any, as ***."""
-    parts = urlsplit(url)
-    users, at, place = parts.netloc.rpartition("@")
-    if not at or ":" not in users:
-        return url
-    return parts._replace(netloc=f"{users.split(':', 1)[0]}:***@{place}").geturl()
+    """The URL as it may be printed: its password, if any, as ***. A pattern, not a URL
+    parser, so that a malformed URL is masked too (up to its last @, if in doubt)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*):.*@", r"\1:***@", url)
+
+
+def place(url: str, default_port: int) -> tuple[str | None, int]:
+    """(host, port) of a service URL; no host when the URL cannot be read."""
+    try:
+        parts = urlsplit(url)
+        return parts.hostname, parts.port or default_port
+    except ValueError:
+        return None, default_port
 
 
 def redis_answers(url: str) -> bool:
@@ -170,15 +176,15 @@ def ensure(settings: Settings) -> tuple[bool, list[list[str]]]:
     """(all services answer, commands that stop the ones started here)."""
     stoppers: list[list[str]] = []
     ok = True
-    redis_url = urlsplit(settings.redis_url)
+    redis_host, redis_port = place(settings.redis_url, 6379)
     if not redis_answers(settings.redis_url):
-        stop = start_redis(redis_url.port or 6379) if redis_url.hostname in LOCAL_HOSTS else None
+        stop = start_redis(redis_port) if redis_host in LOCAL_HOSTS else None
         if stop is None or not wait_for(lambda: redis_answers(settings.redis_url), 15):
             say(f"Redis does not answer at {masked(settings.redis_url)}")
             ok = False
         stoppers += [stop] if stop else []
     if not rabbitmq_answers(settings.amqp_url):
-        local = urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS
+        local = place(settings.amqp_url, 5672)[0] in LOCAL_HOSTS
         stop = start_rabbitmq(settings.amqp_url) if local else None
         if stop is None or not wait_for(lambda: rabbitmq_answers(settings.amqp_url), 90):
             say(f"RabbitMQ does not answer at {masked(settings.amqp_url)}")

@@ -52,3 +52,14 @@ def test_a_second_run_on_a_port_in_use_says_so_and_never_announces_up(settings, 
         f"port {first.port} is in use on 127.0.0.1: another Colsum? Stop it, or choose "
         f"another port: make run PORT={first.port + 1}"
     ) in run.stderr
+
+
+def test_a_malformed_service_url_is_a_message_not_a_traceback(settings):
+    env = environment(settings, REDIS_URL="localhost:6379", AMQP_URL="amqp://[::1")
+
+    run = services_script("--", "true", **env)
+
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "Redis does not answer at localhost:6379" in run.stderr
+    assert "RabbitMQ does not answer at amqp://[::1" in run.stderr
