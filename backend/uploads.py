@@ -51,10 +51,11 @@ class Body:
     refused as soon as it arrives, and an end before `length` (the Content-Length, when the
     client sent one) is a body cut short, not the end of the file."""
 
-    def __init__(self, stream: BinaryIO, length: int | None, limit: int) -> None:
+    def __init__(self, stream: BinaryIO, length: int | None, limit: int, idle: float) -> None:
         self.stream = stream
         self.length = length
         self.limit = limit
+        self.idle = idle  # the socket's timeout, for the message
         self.received = 0
 
     def refuse_early(self) -> None:
@@ -65,8 +66,8 @@ class Body:
     def read(self, size: int) -> bytes:
         try:
             chunk = self.stream.read(size)
-        except (ClientDisconnected, OSError) as error:  # a reset, a broken chunked body
-            raise self.cut_short() from error
+        except (ClientDisconnected, OSError) as error:  # a reset, a stall, a broken chunk
+            raise self.cut_short(stalled=_timed_out(error)) from error
         self.received += len(chunk)
         if self.limit and self.received > self.limit:
             raise too_large(self.limit)
@@ -74,12 +75,25 @@ class Body:
             raise self.cut_short()
         return chunk
 
-    def cut_short(self) -> UploadCutShort:
+    def cut_short(self, stalled: bool = False) -> UploadCutShort:
+        if stalled:  # no count: the server may hold a few bytes it had not passed on
+            return UploadCutShort(
+                f"the upload stalled: nothing arrived for {self.idle:g} s (UPLOAD_IDLE_TIMEOUT)"
+            )
         if self.length is None:
             return UploadCutShort(f"the upload was cut short after {self.received} bytes")
         return UploadCutShort(
             f"the upload was cut short: {self.received} of {self.length} bytes arrived"
         )
+
+
+def _timed_out(error: BaseException | None) -> bool:
+    """Whether a socket timeout lies behind the error (werkzeug raises its own in its place)."""
+    while error is not None:
+        if isinstance(error, TimeoutError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def too_large(limit: int) -> UploadTooLarge:
@@ -115,7 +129,7 @@ def store(
 ) -> LocalSource | S3Source:
     """Where the body went, as the task's source. Raises UploadRefused for a body that is
     too large or did not arrive whole, UploadNotStored when storage fails."""
-    body = Body(stream, length, settings.upload_max_bytes)
+    body = Body(stream, length, settings.upload_max_bytes, settings.upload_idle_timeout)
     body.refuse_early()
     name = f"uploads/{task_id}.csv"
     if settings.upload_bucket:

@@ -61,6 +61,8 @@ class Settings:
     log_format: str = "console"  # or "json": one JSON object a line
     # The largest upload (POST /tasks with a CSV body) the backend keeps, in bytes; 0: any.
     upload_max_bytes: int = 10 << 30
+    # Seconds an upload may go without a byte arriving before it is dropped (its thread freed).
+    upload_idle_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,4 +119,5 @@ class Settings:
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
+            upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
         )

@@ -215,3 +215,27 @@ def test_uploads_to_s3_hold_one_part_each_in_memory(bucket, services):
         key = created.json()["source"]["key"]
         stored = bucket.client.head_object(Bucket=bucket.name, Key=key)
         assert stored["ContentLength"] == len(data)
+
+
+def test_an_upload_that_stalls_is_dropped_after_upload_idle_timeout(settings, services, store):
+    """A client that stops sending would hold one of the backend's threads for good."""
+    api = services.backend(UPLOAD_IDLE_TIMEOUT="1")
+    with connect(api) as sock:
+        send_head(sock, length=10_000)
+        sock.sendall(HEAD)  # and then nothing, the connection still open
+        status, body = answer(sock)
+    assert status == 400
+    assert body == {"error": "the upload stalled: nothing arrived for 1 s (UPLOAD_IDLE_TIMEOUT)"}
+    assert left_behind(settings) == []
+    assert no_task_created(store)
+
+
+def test_a_compressed_upload_is_refused_with_415_saying_what_to_send(settings, client):
+    response = client.post(
+        "/tasks", data=b"\x1f\x8b...", content_type="text/csv", headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 415
+    assert response.get_json() == {
+        "error": "send the CSV uncompressed: Content-Encoding 'gzip' is not supported"
+    }
+    assert left_behind(settings) == []
