@@ -239,3 +239,17 @@ def test_a_compressed_upload_is_refused_with_415_saying_what_to_send(settings, c
         "error": "send the CSV uncompressed: Content-Encoding 'gzip' is not supported"
     }
     assert left_behind(settings) == []
+
+
+def test_a_broken_chunked_upload_is_400_not_500(settings, services, store):
+    api = services.backend()
+    with connect(api) as sock:
+        sock.sendall(
+            b"POST /tasks HTTP/1.1\r\nHost: colsum\r\nContent-Type: text/csv\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\na,b,c\r\nZZ\r\n"
+        )
+        status, body = answer(sock)
+    assert status == 400
+    assert body == {"error": "the upload's chunked encoding is broken: Invalid chunk size: b'ZZ'"}
+    assert left_behind(settings) == []
+    assert no_task_created(store)
