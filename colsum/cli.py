@@ -6,7 +6,8 @@
     colsum status ID | list | active | cancel ID
 
 Exit codes for scripts: 0 done (or the request succeeded), 1 the task failed or was
-cancelled, 2 the request was refused (4xx), 3 the service is unreachable or broken (5xx).
+cancelled, 2 the request was refused (4xx), 3 the service is unreachable or broken (5xx),
+130 interrupted by Ctrl-C (a task already submitted goes on).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from colsum import jsoncodec
 
 DONE, FAILED, REFUSED, UNAVAILABLE = 0, 1, 2, 3
+INTERRUPTED = 130  # Ctrl-C, as shells count it
 
 
 class ServiceError(Exception):
@@ -137,10 +139,11 @@ def show(task: dict, as_json: bool) -> None:
             print(f"  column {column['column']:>4}  {column['name'] or '':<20} {column['sum']}")
 
 
-def next_page(args: argparse.Namespace, cursor: str) -> str:
-    """The command that lists the next page of the same listing."""
+def next_page(args: argparse.Namespace, cursor: str, default_url: str) -> str:
+    """The command that lists the next page of the same listing, from the same service."""
     status = f" --status {shlex.quote(args.status)}" if args.status else ""
-    return f"colsum list{status} --limit {args.limit} --cursor {cursor}"
+    url = f" --url {shlex.quote(args.url)}" if args.url != default_url else ""
+    return f"colsum list{status} --limit {args.limit} --cursor {cursor}{url}"
 
 
 def exit_code(task: dict) -> int:
@@ -184,7 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             task = submit(client, args)
             if args.wait:
-                task = wait(client, task, quiet=args.json)
+                try:
+                    task = wait(client, task, quiet=args.json)
+                except KeyboardInterrupt:
+                    print(
+                        f"colsum: stopped waiting; task {task['id']} goes on "
+                        f"(colsum status {task['id']}, or colsum cancel {task['id']})",
+                        file=sys.stderr,
+                    )
+                    return INTERRUPTED
             show(task, args.json)
             return exit_code(task)
         if args.command == "status":
@@ -212,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         if not page["tasks"]:
             print("no tasks", file=sys.stderr)
         if page["next_cursor"]:
-            print(f"more: {next_page(args, page['next_cursor'])}", file=sys.stderr)
+            print(f"more: {next_page(args, page['next_cursor'], url)}", file=sys.stderr)
         return DONE
     except ServiceError as error:
         print(f"colsum: {error}", file=sys.stderr)
         return error.code
+    except KeyboardInterrupt:  # an upload cut off this way is not kept by the service
+        print("colsum: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

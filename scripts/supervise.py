@@ -185,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     grace = args.grace if args.grace is not None else Settings.from_env().stop_grace + MARGIN
     wanted = counts(args.concurrency)
+    entries = read_procfile(args.procfile)
+    if unknown := set(wanted) - {name for name, _ in entries}:
+        raise SystemExit(f"-c names what {args.procfile} does not: {', '.join(sorted(unknown))}")
     processes = [
         (f"{name}.{number}", command)
-        for name, command in read_procfile(args.procfile)
+        for name, command in entries
         for number in range(1, wanted.get(name, 1) + 1)
     ]
     if not processes:

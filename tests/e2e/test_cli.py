@@ -9,6 +9,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -210,3 +211,35 @@ def test_an_answer_that_is_not_json_is_a_message_not_a_traceback(not_colsum):
         f"colsum: {not_colsum} answered GET /tasks/active with something that is not JSON: "
         "is --url a Colsum service?\n"
     )
+
+
+def test_the_next_page_hint_names_the_service_it_listed(api):
+    for _ in range(2):
+        colsum(api, "submit", "sample.csv")
+    hint = colsum(api, "list", "--limit", "1").stderr.strip()
+    assert hint.endswith(f" --url {api}")
+
+
+def test_ctrl_c_while_waiting_says_the_task_goes_on_and_exits_130(settings, api):
+    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    command = [sys.executable, "-m", "colsum.cli", "--url", api, "submit", "hung.csv", "--wait"]
+    waiting = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def running() -> str | None:
+        tasks = json.loads(colsum(api, "--json", "list", "--status", "running").stdout)["tasks"]
+        return tasks[0]["id"] if tasks else None
+
+    task_id = wait_for(running)
+
+    waiting.send_signal(signal.SIGINT)
+    _, stderr = waiting.communicate(timeout=30)
+
+    assert waiting.returncode == 130
+    assert "Traceback" not in stderr
+    assert (
+        f"colsum: stopped waiting; task {task_id} goes on (colsum status {task_id}, "
+        f"or colsum cancel {task_id})"
+    ) in stderr
+    assert json.loads(colsum(api, "--json", "status", task_id).stdout)["status"] == "running"

@@ -152,3 +152,13 @@ def test_the_backend_listens_where_make_run_says(settings, make_run):
     wait_for(lambda: "Colsum is up" in output.text, timeout=60)
     assert f"dashboard  {api}/" in output.text
     assert requests.get(f"{api}/readyz", timeout=5).status_code == 200
+
+
+def test_a_concurrency_for_a_process_the_procfile_lacks_is_refused(tmp_path):
+    """`make run EXECUTORS=...` with a misspelt name would have run one of each, silently."""
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("executor: exec sleep 60\n")
+    command = [sys.executable, "scripts/supervise.py", "-f", str(procfile), "-c", "executors=2"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1
+    assert run.stderr == f"-c names what {procfile} does not: executors\n"
