@@ -241,7 +241,8 @@ def main() -> int:
     parser.add_argument(
         "--announce",
         action="store_true",
-        help="once the backend answers, print where the API, docs and metrics are",
+        help="once the backend answers, print where the API, docs and metrics are; first, "
+        "refuse to start when HOST:PORT is taken",
     )
     parser.add_argument(
         "--tool",
