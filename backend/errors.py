@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pydantic
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from backend.uploads import UploadNotStored
-from backend.validation import InvalidRequest
+from backend.validation import InvalidRequest, clip
 from colsum.errors import BrokerUnavailable, StoreUnavailable
+from colsum.task import TASK_ID
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ def _not_a_task_id() -> str | None:
     """For /tasks/<x> where x cannot be an id (a short one copied from the dashboard, say),
     a message that says so instead of werkzeug's "check your spelling"."""
     name = request.path.removeprefix("/tasks/")
-    if request.path.startswith("/tasks/") and name and "/" not in name:
-        return f"no task with id {name!r}: a task id is the 32 hexadecimal digits POST /tasks gave"
+    if not request.path.startswith("/tasks/") or re.fullmatch(TASK_ID, name):
+        return None  # an id, of a task that does not exist: the view's message says so
+    if name and "/" not in name:
+        id_is = "a task id is the 32 hexadecimal digits POST /tasks gave"
+        return f"no task with id {clip(name)}: {id_is}"
     return None

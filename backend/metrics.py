@@ -29,6 +29,9 @@ REQUESTS = Counter(
     "colsum_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
 TASKS_CREATED = Counter("colsum_tasks_created_total", "Tasks accepted with 202")
+# A label takes only these methods: any client may send any method, and each label value
+# would be a series of its own, kept for ever.
+METHODS = frozenset({"GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT", "PATCH"})
 
 
 class _Live:
@@ -67,7 +70,8 @@ def register(app: Flask) -> None:
     @app.after_request
     def count(response):
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        method = request.method if request.method in METHODS else "other"
+        REQUESTS.labels(method, route, str(response.status_code)).inc()
         if route == "/tasks" and request.method == "POST" and response.status_code == 202:
             TASKS_CREATED.inc()
         return response

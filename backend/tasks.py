@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import uuid
+from collections.abc import Callable
 
-from flask import Blueprint, abort, request
-from werkzeug.exceptions import BadRequest
+from flask import Blueprint, abort, current_app, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 from backend import uploads, validation
 from backend.services import services
+from colsum import webhook_targets
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.task import Task, TaskRequest, TaskStatus
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 MAX_WAIT = 60.0  # seconds a long poll may last
 UPLOAD_LIMIT = 1 << 50  # uploads are bounded by the disk, not by MAX_CONTENT_LENGTH
 DEFAULT_LIMIT = 20
+# Threads of a worker process that a long poll may never take: they serve everything
+# else (/healthz, POST /tasks, GET /tasks/<id>) however many clients wait.
+FREE_THREADS = 2
+LONG_POLLS = "colsum.long_polls"  # app.extensions key: the process's long-poll slots
+RETRY_AFTER_SECONDS = "1"  # for a long poll answered early because every slot was taken
+
+
+@blueprint.record_once
+def _long_poll_slots(state: BlueprintSetupState) -> None:
+    """One semaphore per app, so per gunicorn worker process (each builds its own app)."""
+    threads = state.app.extensions["colsum"].settings.web_threads
+    state.app.extensions[LONG_POLLS] = threading.BoundedSemaphore(max(0, threads - FREE_THREADS))
 
 
 @blueprint.post("")
@@ -30,15 +50,27 @@ def create():
             "send the task as JSON with 'Content-Type: application/json', "
             "or a CSV file with 'Content-Type: text/csv'",
         )
+    _refuse_an_endless_body()
     try:
         body = request.get_json()
+    except ClientDisconnected:  # gone, or silent for too long (backend/__main__.py)
+        abort(400, "the request body did not arrive whole")
     except BadRequest:
-        abort(400, "the request body is not valid JSON")
+        abort(400, _not_json())
+    except RecursionError:
+        abort(400, validation.NESTED_TOO_DEEPLY)
     if not isinstance(body, dict):
         abort(400, 'the body must be a JSON object: {"storage": "local", "path": "..."}')
     validation.check(request)
     body = {**_query_options(), **body}  # fields in the body win over the query's
-    return enqueue(Task.from_request(TaskRequest.from_body(body)))
+    task_request = TaskRequest.from_body(body)
+    if task_request.callback_url is not None:
+        # Early word for an internal address; the executor checks again on the address it
+        # resolves at delivery (colsum/webhook_targets.py).
+        refused = webhook_targets.refusal(task_request.callback_url, services().settings)
+        if refused is not None:
+            abort(400, refused)
+    return enqueue(Task.from_request(task_request))
 
 
 def upload(options: dict[str, object]):
@@ -68,6 +100,23 @@ def upload(options: dict[str, object]):
         raise
 
 
+def _not_json() -> str:
+    try:
+        request.get_data().decode("utf-8")
+    except UnicodeDecodeError:  # whatever charset the Content-Type names: JSON is UTF-8
+        return "the request body is not valid JSON: send it as UTF-8"
+    return "the request body is not valid JSON"
+
+
+def _refuse_an_endless_body() -> None:
+    """A chunked body has no Content-Length: werkzeug stops reading it at
+    MAX_CONTENT_LENGTH, silently. One that goes on past the limit is a 413, as it would
+    be with a Content-Length, not a truncated document called invalid JSON."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(request.get_data()) >= limit:
+        request.stream.read(1)  # past the limit: werkzeug raises RequestEntityTooLarge
+
+
 def _query_options() -> dict[str, object]:
     """`header` and `delimiter` from the query string, as the spec allowed them."""
     options: dict[str, object] = {}
@@ -87,8 +136,17 @@ def enqueue(task: Task):
         # The client gets no id, so nobody would ever look at this record again.
         found.store.discard(task.id)
         raise
-    # Had this process died before here, the sweeper would publish the task again.
-    found.store.published(task.id)
+    # Had this process died before here, the sweeper would publish the task again; so it
+    # does if this write fails. The task exists and will run: the client must learn its id.
+    try:
+        found.store.published(task.id)
+    except StoreUnavailable as error:
+        log.warning(
+            "task %s is published, but stays in the outbox (%s): the sweeper will publish "
+            "it again, and the executors take it once",
+            task.id,
+            error,
+        )
     return task.to_json(), 202, {"Location": f"/tasks/{task.id}"}
 
 
@@ -110,12 +168,45 @@ def active():
 @blueprint.get("/<task_id:task_id>")
 def show(task_id: str):
     validation.check(request)
-    wait = float(request.args.get("wait", 0))
+    wait = _wait_seconds()
     store = services().store
-    task = store.wait(task_id, min(wait, MAX_WAIT)) if wait else store.get(task_id)
+    if not wait:
+        return _found(task_id, lambda: store.get(task_id)).to_json()
+    slots = current_app.extensions[LONG_POLLS]
+    if not slots.acquire(blocking=False):
+        # Every slot is taken: a long poll must not take a thread that other requests
+        # need, so this one answers at once, and the client asks again (the spec says so).
+        task = _found(task_id, lambda: store.get(task_id))
+        headers = {} if task.status.finished else {"Retry-After": RETRY_AFTER_SECONDS}
+        return task.to_json(), 200, headers
+    try:
+        return _found(task_id, lambda: store.wait(task_id, wait)).to_json()
+    finally:
+        slots.release()
+
+
+def _wait_seconds() -> float:
+    """`wait`, which the spec checked is a number of at least 0, at most MAX_WAIT."""
+    raw = request.args.get("wait", "0")
+    wait = float(raw)
+    if not math.isfinite(wait):  # nan, inf and 1e309 pass as numbers
+        raise validation.InvalidRequest(
+            f"'wait': {validation.clip(raw)} is not a finite number of seconds"
+        )
+    return min(wait, MAX_WAIT)
+
+
+def _found(task_id: str, read: Callable[[], Task | None]) -> Task:
+    """The task `read` returns, or 404. A record that cannot be read as a task (a hash
+    left without its fields) is no task either: logged, never a 500."""
+    try:
+        task = read()
+    except (KeyError, ValueError) as error:
+        log.warning("task %s has a broken record (%r); answering 404", task_id, error)
+        task = None
     if task is None:
         abort(404, f"no task with id {task_id!r}")
-    return task.to_json()
+    return task
 
 
 @blueprint.delete("/<task_id:task_id>")
@@ -123,10 +214,8 @@ def cancel(task_id: str):
     validation.check(request)
     store = services().store
     if store.cancel(task_id) is None:
-        task = store.get(task_id)
-        if task is None:
-            abort(404, f"no task with id {task_id!r}")
+        task = _found(task_id, lambda: store.get(task_id))
         abort(
             409, f"task {task_id} is {task.status}; only queued or running tasks can be cancelled"
         )
-    return store.get(task_id).to_json()
+    return _found(task_id, lambda: store.get(task_id)).to_json()

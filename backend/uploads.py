@@ -20,6 +20,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
 
+from colsum import uploads as upload_names
 from colsum.s3client import make_client
 from colsum.settings import Settings
 from colsum.task import LocalSource, S3Source
@@ -134,7 +135,7 @@ def store(
     too large or did not arrive whole, UploadNotStored when storage fails."""
     body = Body(stream, length, settings.upload_max_bytes, settings.upload_idle_timeout)
     body.refuse_early()
-    name = f"uploads/{task_id}.csv"
+    name = upload_names.name(task_id)
     if settings.upload_bucket:
         try:
             _to_bucket(make_client(settings), settings.upload_bucket, name, body)
@@ -143,12 +144,11 @@ def store(
                 f"cannot store the upload in UPLOAD_BUCKET {settings.upload_bucket!r}: {error}"
             ) from error
         return S3Source(bucket=settings.upload_bucket, key=name, filename=filename)
-    _to_file(settings.data_dir / name, body)
+    _to_file(settings.data_dir / name, settings.data_dir / upload_names.partial(task_id), body)
     return LocalSource(path=name, filename=filename)
 
 
-def _to_file(path: Path, body: Body) -> None:
-    partial = path.with_suffix(".part")
+def _to_file(path: Path, partial: Path, body: Body) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as out:

@@ -1,36 +1,94 @@
 """Requests are checked against swagger.yaml by openapi-core before a view acts on them:
 the spec is the one source of truth for what a request may hold, so the two cannot drift.
 What a schema cannot say (a path that leads out of DATA_DIR) the task model checks.
+
+OpenAPI cannot forbid query parameters it does not list, so that is checked here, against
+the parameters the spec lists for the operation: a misspelt `?wiat=30` or `?delimter=;`
+is refused, not silently ignored.
 """
 
 from __future__ import annotations
 
+import re
+import reprlib
 from pathlib import Path
 
 import yaml
 from flask import Request
 from openapi_core import OpenAPI
 from openapi_core.contrib.flask import FlaskOpenAPIRequest
+from openapi_core.deserializing.styles.exceptions import EmptyQueryParameterValue
 from openapi_core.validation.request.validators import V31RequestParametersValidator
 
 SPEC = Path(__file__).resolve().parent.parent / "swagger.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+LONGEST = 80  # characters of a client's value that an error message echoes
 
 
 class InvalidRequest(Exception):
     """The request does not fit the spec; the message says how, field by field."""
 
 
-def _load() -> OpenAPI:
-    return OpenAPI.from_dict(yaml.safe_load(SPEC.read_text()))
+def clip(value: object) -> str:
+    """A value as a message quotes it: its repr, cut to about LONGEST characters, so that
+    a 64 KiB field does not come back as a 64 KiB error."""
+    if isinstance(value, str):
+        if len(value) <= LONGEST:
+            return repr(value)
+        text = repr(value[:LONGEST])
+        return f"{text[:-1]}...{text[-1]} ({len(value)} characters)"
+    text = _REPR.repr(value)
+    return text if len(text) <= LONGEST else f"{text[:LONGEST]}..."
 
 
-API = _load()
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxother = LONGEST
+
+
+class _OpenAPIRequest(FlaskOpenAPIRequest):
+    @property
+    def method(self) -> str:
+        # Flask answers HEAD with the GET view; the spec, like most, documents the GET.
+        return "get" if self.request.method == "HEAD" else self.request.method.lower()
+
+    @property
+    def content_type(self) -> str:
+        # Any application/*+json body is JSON to the backend (request.is_json); the spec
+        # lists application/json.
+        if self.request.is_json and self.request.mimetype != "application/json":
+            return "application/json"
+        return super().content_type
+
+    @property
+    def path_pattern(self) -> str:
+        return template(self.request.url_rule.rule) if self.request.url_rule else self.path
+
+
+def template(rule: str) -> str:
+    """A Flask rule as the spec writes its path: /tasks/<task_id:task_id> -> /tasks/{task_id}."""
+    return re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule)
+
+
+def _load() -> tuple[OpenAPI, dict[tuple[str, str], tuple[str, ...]]]:
+    document = yaml.safe_load(SPEC.read_text())
+    query: dict[tuple[str, str], tuple[str, ...]] = {}
+    for path, item in document["paths"].items():
+        shared = item.get("parameters", [])
+        for method in HTTP_METHODS:
+            if method in item:
+                listed = [*shared, *item[method].get("parameters", [])]
+                query[path, method] = tuple(p["name"] for p in listed if p["in"] == "query")
+    return OpenAPI.from_dict(document), query
+
+
+API, QUERY_PARAMETERS = _load()
 _PARAMETERS = V31RequestParametersValidator(API.spec)
 
 
 def check(request: Request) -> None:
     """Raise InvalidRequest unless the request's parameters and body fit the spec."""
-    wrapped = FlaskOpenAPIRequest(request)
+    wrapped = _OpenAPIRequest(request)
     if request.mimetype == "text/csv":
         # An upload's body is streamed to storage, never read here: parameters only.
         errors = list(_PARAMETERS.iter_errors(wrapped))
@@ -41,8 +99,29 @@ def check(request: Request) -> None:
             # openapi-schema-validator's discriminator code fails on a non-string tag
             # (`"storage": []`) instead of reporting it.
             raise InvalidRequest("'storage' must be 'local' or 's3'") from None
-    if errors:
-        raise InvalidRequest("; ".join(problem for error in errors for problem in describe(error)))
+        except RecursionError:
+            raise InvalidRequest(NESTED_TOO_DEEPLY) from None
+    problems = [problem for error in errors for problem in describe(error)]
+    problems += unknown_parameters(wrapped.path_pattern, wrapped.method, request.args)
+    if problems:
+        raise InvalidRequest("; ".join(problems))
+
+
+NESTED_TOO_DEEPLY = "the request body is nested too deeply: a task is one flat JSON object"
+
+
+def unknown_parameters(path: str, method: str, names) -> list[str]:
+    """A sentence for the query parameters the spec does not list for this operation."""
+    known = QUERY_PARAMETERS.get((path, method))
+    if known is None:
+        return []
+    unknown = [name for name in names if name not in known]
+    if not unknown:
+        return []
+    listed = ", ".join(clip(name) for name in unknown)
+    takes = ", ".join(known) if known else "none"
+    noun = "parameter" if len(unknown) == 1 else "parameters"
+    return [f"unknown query {noun} {listed}: {method.upper()} {path} takes {takes}"]
 
 
 def describe(error: Exception) -> list[str]:
@@ -53,27 +132,35 @@ def describe(error: Exception) -> list[str]:
     if not schema_errors:
         if name and hasattr(cause, "type") and hasattr(cause, "value"):  # a CastError
             kind = {"integer": "an integer", "number": "a number"}.get(cause.type, cause.type)
-            return [f"'{name}': {cause.value!r} is not {kind}"]
+            return [f"'{name}': {clip(cause.value)} is not {kind}"]
+        if name and isinstance(cause, EmptyQueryParameterValue):
+            return [f"'{name}' must not be empty"]
         return [f"'{name}' is not valid" if name else str(error)]
     sentences: dict[str, str] = {}  # the first problem of each field is enough
     for schema_error in schema_errors:
+        sentence = _sentence(name, schema_error)
         field = name or (str(schema_error.path[-1]) if schema_error.path else "")
-        sentences.setdefault(field, _sentence(name, schema_error))
+        # The body's own problems (a field missing, others unknown) are each worth a word.
+        sentences.setdefault(field or sentence, sentence)
     return list(sentences.values())
 
 
 def _sentence(parameter: str | None, error) -> str:
     # A schema may say in words what its pattern means (x-message in swagger.yaml).
     meaning = error.schema.get("x-message") if isinstance(error.schema, dict) else None
-    message = f"must be {meaning}" if error.validator == "pattern" and meaning else error.message
+    if error.validator == "pattern" and meaning:
+        message = f"must be {meaning}"
+    else:
+        message = _clipped(error.message, error.instance)
     if parameter is not None:
         return f"'{parameter}': {message}"
     field = error.path[-1] if error.path else None
     if error.validator == "required":
         return error.message.replace(" is a required property", " is required")
     if error.validator == "additionalProperties":
-        unexpected = error.message.split("(", 1)[-1].split(" was", 1)[0].split(" were", 1)[0]
-        return f"unknown field {unexpected}"
+        allowed = error.schema.get("properties", {})
+        unexpected = [clip(key) for key in error.instance if key not in allowed]
+        return f"unknown field{'s' if len(unexpected) > 1 else ''} {', '.join(unexpected)}"
     if "discriminating property 'storage'" in error.message:
         return "'storage' is required: 'local' or 's3'"
     if "could not be resolved" in error.message:  # an unknown discriminator value
@@ -83,3 +170,9 @@ def _sentence(parameter: str | None, error) -> str:
     if field is None:
         return message
     return f"'{field}': {message}"
+
+
+def _clipped(message: str, instance: object) -> str:
+    """jsonschema's message, with the value it quotes (all of it) cut short."""
+    whole = repr(instance)
+    return message.replace(whole, clip(instance), 1) if len(whole) > LONGEST else message

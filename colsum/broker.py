@@ -103,9 +103,36 @@ def decode(body: bytes) -> str:
     return task_id
 
 
+# Deliveries of a task before its executor handed the message back as a fresh copy (see
+# executor.worker), which RabbitMQ counts from 0 again.
+EARLIER_DELIVERIES = "colsum-earlier-deliveries"
+
+
 def delivery_count(properties: pika.BasicProperties) -> int:
-    """How often RabbitMQ delivered this message before (quorum queues count)."""
-    return int((properties.headers or {}).get("x-delivery-count", 0))
+    """How often this task was delivered before (quorum queues count, and a copy handed
+    back carries the count of the message it replaced)."""
+    headers = properties.headers or {}
+    return int(headers.get("x-delivery-count", 0)) + int(headers.get(EARLIER_DELIVERIES, 0))
+
+
+def publish(
+    channel: BlockingChannel, topology: Topology, task_id: str, earlier_deliveries: int = 0
+) -> None:
+    """Publish a task on a channel in confirm mode: returns once RabbitMQ has it queued;
+    pika.exceptions.UnroutableError or NackError if it refused it."""
+    headers = {EARLIER_DELIVERIES: earlier_deliveries} if earlier_deliveries else None
+    channel.basic_publish(
+        exchange=topology.exchange,
+        routing_key=ROUTING_KEY,
+        body=encode(task_id),
+        properties=pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type="application/json",
+            message_id=task_id,
+            headers=headers,
+        ),
+        mandatory=True,
+    )
 
 
 class Publisher:
@@ -126,17 +153,7 @@ class Publisher:
         """Return once RabbitMQ has confirmed the message is queued; else BrokerUnavailable."""
         for attempt in (1, 2):
             try:
-                self._open_channel().basic_publish(
-                    exchange=self.topology.exchange,
-                    routing_key=ROUTING_KEY,
-                    body=encode(task_id),
-                    properties=pika.BasicProperties(
-                        delivery_mode=pika.DeliveryMode.Persistent,
-                        content_type="application/json",
-                        message_id=task_id,
-                    ),
-                    mandatory=True,
-                )
+                publish(self._open_channel(), self.topology, task_id)
                 return
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
                 raise BrokerUnavailable(f"RabbitMQ did not accept the task: {error!r}") from error

@@ -59,6 +59,18 @@ class Settings:
     executor_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
+    # Callback URLs may not reach loopback, private or link-local hosts (SSRF) unless allowed
+    # here: all of them, or these host names; WEBHOOK_SECRET signs each body (HMAC-SHA256).
+    webhook_allow_private: bool = False
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    # Seconds one delivery attempt may take in all: connect, send, and the answer's headers.
+    webhook_timeout: float = 10.0
+    # Threads of each backend worker process; long polls take at most all but two of them.
+    web_threads: int = 8
+    # A queued record whose message may be lost (queue purged or deleted) is published
+    # again after waiting this long, at most once per this many seconds.
+    queued_grace: float = 300.0
     # The largest upload (POST /tasks with a CSV body) the backend keeps, in bytes; 0: any.
     upload_max_bytes: int = 10 << 30
     # Seconds an upload may go without a byte arriving before it is dropped (its thread freed).
@@ -83,6 +95,12 @@ class Settings:
                 return kind(raw)
             except ValueError:
                 raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+        def flag(name: str) -> bool:
+            raw = (env.get(name) or "false").lower()
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{name} must be true or false, got {raw!r}")
+            return raw in ("true", "1", "yes")
 
         return cls(
             redis_url=text("REDIS_URL", defaults.redis_url),
@@ -118,6 +136,16 @@ class Settings:
             ),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE"),
+            webhook_allowed_hosts=tuple(
+                host.strip().lower()
+                for host in text("WEBHOOK_ALLOWED_HOSTS", "").split(",")
+                if host.strip()
+            ),
+            webhook_secret=optional("WEBHOOK_SECRET"),
+            webhook_timeout=number("WEBHOOK_TIMEOUT", defaults.webhook_timeout),
+            web_threads=number("WEB_THREADS", defaults.web_threads, int),
+            queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
             upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
         )

@@ -76,6 +76,11 @@ class Keys:
         """Finished tasks whose record is to be POSTed to their callback_url, by due time."""
         return f"{self.prefix}webhooks"
 
+    @property
+    def prune(self) -> str:
+        """Where the sweeper's pruning walks have got to: a hash, one field per walk."""
+        return f"{self.prefix}prune"
+
 
 # Shared by the scripts: KEYS[1] is the task, ARGV[1] its id; `prefix` is ARGV's last.
 _LUA_MOVE = """
@@ -86,10 +91,11 @@ end
 """
 
 # KEYS: task. ARGV: id, created (unix s), prefix, then field, value, ...
+# `queued_ts` (unix s) tells the sweeper how long a queued record has waited.
 _CREATE = """
 local prefix = ARGV[3]
 local seq = redis.call('INCR', prefix .. 'sequence')
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'seq', seq, 'queued_ts', ARGV[2], unpack(ARGV, 4))
 redis.call('ZADD', prefix .. 'tasks', seq, ARGV[1])
 redis.call('ZADD', prefix .. 'status:queued', seq, ARGV[1])
 redis.call('ZADD', prefix .. 'outbox', ARGV[2], ARGV[1])
@@ -97,7 +103,10 @@ return seq
 """
 
 # KEYS: task. ARGV: id, started_at, executor, attempt, lease ms, prefix.
-# Returns the record when the caller now holds the task, else its status (or nil if unknown).
+# Returns the record when the caller now holds the task; else its status (nil if unknown),
+# or {'held', holder, lease ms left} while another executor's lease on it lasts. Taking
+# the task clears `republished_at`: should this claimant vanish too, the sweeper may
+# publish the task again at once.
 _CLAIM = (
     _LUA_MOVE
     + """
@@ -105,25 +114,38 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return nil end
 if status ~= 'queued' and status ~= 'running' then return status end
 local prefix = ARGV[6]
+local lease = prefix .. 'lease:' .. ARGV[1]
+local holder = redis.call('GET', lease)
+if holder and holder ~= ARGV[3] then return {'held', holder, redis.call('PTTL', lease)} end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2],
            'executor', ARGV[3], 'attempt', ARGV[4])
+redis.call('HDEL', KEYS[1], 'republished_at')
 move(prefix, ARGV[1], status, 'running', redis.call('HGET', KEYS[1], 'seq'))
 redis.call('ZREM', prefix .. 'outbox', ARGV[1])
-redis.call('SET', prefix .. 'lease:' .. ARGV[1], ARGV[3], 'PX', ARGV[5])
+redis.call('SET', lease, ARGV[3], 'PX', ARGV[5])
 return redis.call('HGETALL', KEYS[1])
 """
 )
 
-# KEYS: task. ARGV: id, status, finished_at, seconds to keep the record, prefix,
+# KEYS: task. ARGV: id, status, finished_at, seconds to keep the record, prefix, holder,
 # then field, value, ... Returns the status the task had if it was active (queued or
-# running) and is now finished; else false.
+# running) and is now finished; else false. A `holder` (an executor; '' for anyone) may
+# finish only a running task claimed by it whose lease no other executor has taken: an
+# executor that lost its task never overwrites the outcome of the one that took it over.
 _FINISH = (
     _LUA_MOVE
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return false end
 local prefix = ARGV[5]
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 6))
+if ARGV[6] ~= '' then
+  if status ~= 'running' or redis.call('HGET', KEYS[1], 'executor') ~= ARGV[6] then
+    return false
+  end
+  local lease = redis.call('GET', prefix .. 'lease:' .. ARGV[1])
+  if lease and lease ~= ARGV[6] then return false end
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 move(prefix, ARGV[1], status, ARGV[2], redis.call('HGET', KEYS[1], 'seq'))
 redis.call('DEL', prefix .. 'lease:' .. ARGV[1])
@@ -138,29 +160,139 @@ return status
 """
 )
 
-# KEYS: webhooks. ARGV: now, seconds a claim lasts. Takes the first due delivery, and
-# puts it back for later in case the claimant dies before it is done.
+# KEYS: webhooks. ARGV: now, seconds a claim lasts, prefix. Takes the first due delivery,
+# and puts it back for later in case the claimant dies before it is done. A delivery
+# whose record expired is dropped on the way: nothing is left to deliver.
 _CLAIM_WEBHOOK = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
-if not due then return false end
-redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], due)
-return due
+for _ = 1, 100 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
+  if not due then return false end
+  if redis.call('EXISTS', ARGV[3] .. 'task:' .. due) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], due)
+    return due
+  end
+  redis.call('ZREM', KEYS[1], due)
+end
+return false
 """
 
-# KEYS: task. ARGV: field, value, ... Records progress while the task runs; returns the
-# status, so that the executor learns of a cancellation in the same round trip.
+# KEYS: task, webhooks. ARGV: id, retry at (unix s, '' when settled), field, value, ...
+# Records a delivery attempt only while the record exists: an HSET on an expired record
+# would create a hash without id or TTL, which no page could show.
+_WEBHOOK_TRIED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: task. ARGV: executor, then field, value, ... Records progress while the task runs
+# on this executor; returns the status, so that the executor learns of a cancellation in
+# the same round trip, or 'lost' if another executor has taken the task over.
 _PROGRESS = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'running' then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+if status ~= 'running' then return status end
+if redis.call('HGET', KEYS[1], 'executor') ~= ARGV[1] then return 'lost' end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return status
 """
 
-# KEYS: lease. ARGV: executor, lease ms. Renews the lease only while this executor holds it.
+# KEYS: lease, task. ARGV: executor, lease ms. Renews the lease while this executor holds
+# it, or takes it back if it lapsed (Redis was unreachable for a while) and nobody claimed
+# the task since; 0 when the task is no longer this executor's to run.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] or (not holder and redis.call('HGET', KEYS[2], 'status') == 'running'
+                         and redis.call('HGET', KEYS[2], 'executor') == ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
+"""
+
+# KEYS: task, lease. ARGV: executor. Gives up this executor's lease, so that whoever gets
+# the task's message next takes it over at once instead of waiting for the lease to lapse.
+_RELEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 0
+"""
+
+# KEYS: status:running. ARGV: prefix, now (unix s), grace (s), at most.
+# Running tasks whose lease lapsed (their executor is gone), each once per `grace`: the
+# mark is cleared when the task is claimed again.
+_ABANDONED = """
+local found = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if #found >= tonumber(ARGV[4]) then break end
+  local task = ARGV[1] .. 'task:' .. id
+  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. id) == 0 and redis.call('EXISTS', task) == 1 then
+    local marked = tonumber(redis.call('HGET', task, 'republished_at') or '0')
+    if tonumber(ARGV[2]) - marked >= tonumber(ARGV[3]) then
+      redis.call('HSET', task, 'republished_at', ARGV[2])
+      table.insert(found, id)
+    end
+  end
+end
+return found
+"""
+
+# KEYS: status:queued. ARGV: prefix, now (unix s), grace (s), at most, how many to look at.
+# The oldest queued records that waited longer than `grace` since they were queued or last
+# published again, marked as published now.
+_STALE_QUEUED = """
+local found = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1)) do
+  if #found >= tonumber(ARGV[4]) then break end
+  local task = ARGV[1] .. 'task:' .. id
+  local times = redis.call('HMGET', task, 'queued_ts', 'republished_at')
+  if redis.call('EXISTS', task) == 1 and redis.call('ZSCORE', ARGV[1] .. 'outbox', id) == false then
+    local since = math.max(tonumber(times[1] or '0'), tonumber(times[2] or '0'))
+    if tonumber(ARGV[2]) - since >= tonumber(ARGV[3]) then
+      redis.call('HSET', task, 'republished_at', ARGV[2])
+      table.insert(found, id)
+    end
+  end
+end
+return found
+"""
+
+# KEYS: an index (a sorted set of task ids), the prune hash. ARGV: prefix, at most, the
+# latest queued_ts a record can have and be expired (now - RECORD_TTL).
+# Walks the index from where the last walk stopped (a rank), dropping ids whose record is
+# gone (expired; a hash without an id, left by an old client, is deleted with it), `at
+# most` entries per call. Indexes run from old to new, so the walk starts over at the
+# first record too young to have expired, and at the end: it covers the entries that may
+# have expired, with bounded work per call. Returns how many were dropped.
+_PRUNE = """
+local start = tonumber(redis.call('HGET', KEYS[2], KEYS[1]) or '0')
+local limit = tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], start, start + limit - 1)
+local dropped, over = 0, #ids < limit
+for _, id in ipairs(ids) do
+  local task = ARGV[1] .. 'task:' .. id
+  local fields = redis.call('HMGET', task, 'id', 'queued_ts')
+  if not fields[1] then
+    redis.call('DEL', task)
+    redis.call('ZREM', KEYS[1], id)
+    dropped = dropped + 1
+  elseif tonumber(fields[2] or '0') > tonumber(ARGV[3]) then
+    over = true
+    break
+  end
+end
+if over then
+  redis.call('HDEL', KEYS[2], KEYS[1])
+else
+  redis.call('HSET', KEYS[2], KEYS[1], start + limit - dropped)
+end
+return dropped
 """
 
 
@@ -193,6 +325,20 @@ def connect(url: str) -> redis.Redis:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A claim refused: `executor` holds the task's lease for `lease_left` more seconds."""
+
+    executor: str
+    lease_left: float
+
+
+def _task(record: dict[str, str]) -> Task | None:
+    """The task in a record; None for a hash without an id, written after its record
+    expired by a client older than the EXISTS guards, which must not break a page."""
+    return Task.from_redis(record) if record.get("id") else None
+
+
+@dataclass(frozen=True)
 class Page:
     tasks: list[Task]
     next_cursor: str | None  # None on the last page
@@ -209,6 +355,11 @@ class TaskStore:
         self._progress = client.register_script(_PROGRESS)
         self._renew = client.register_script(_RENEW)
         self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
+        self._webhook_tried = client.register_script(_WEBHOOK_TRIED)
+        self._release = client.register_script(_RELEASE)
+        self._abandoned = client.register_script(_ABANDONED)
+        self._stale_queued = client.register_script(_STALE_QUEUED)
+        self._prune = client.register_script(_PRUNE)
 
     @_translated
     def create(self, task: Task) -> None:
@@ -242,28 +393,30 @@ class TaskStore:
 
     @_translated
     def get(self, task_id: str) -> Task | None:
-        record = self.redis.hgetall(self.keys.task(task_id))
-        return Task.from_redis(record) if record else None
+        return _task(self.redis.hgetall(self.keys.task(task_id)))
 
     @_translated
     def page(self, status: TaskStatus | None, limit: int, cursor: str | None) -> Page:
         """Tasks newest first, `limit` at most, older than `cursor` (from the previous page)."""
         key = self.keys.tasks if status is None else self.keys.status(status)
         top = f"({cursor}" if cursor else "+inf"
-        entries = self.redis.zrevrangebyscore(key, top, "-inf", start=0, num=limit, withscores=True)
+        # One more than asked: a page is the last exactly when the one after it is empty.
+        entries = self.redis.zrevrangebyscore(
+            key, top, "-inf", start=0, num=limit + 1, withscores=True
+        )
+        more, entries = len(entries) > limit, entries[:limit]
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id, _ in entries:
                 pipe.hgetall(self.keys.task(task_id))
             records = pipe.execute()
         tasks, expired = [], []
         for (task_id, _), record in zip(entries, records, strict=True):
-            if record:
-                tasks.append(Task.from_redis(record))
-            else:
+            if (task := _task(record)) is not None:
+                tasks.append(task)
+            elif not record:
                 expired.append(task_id)
         if expired:  # their records ran out of RECORD_TTL: drop them from the indexes too
             self._unindex(expired)
-        more = len(entries) == limit
         return Page(tasks, f"{int(entries[-1][1])}" if more else None)
 
     def _unindex(self, task_ids: list[str]) -> None:
@@ -275,28 +428,37 @@ class TaskStore:
             pipe.execute()
 
     @_translated
-    def claim(self, task_id: str, executor: str, attempt: int, lease: float) -> Task | None:
+    def claim(self, task_id: str, executor: str, attempt: int, lease: float) -> Task | Held | None:
         """Mark a task running and held by `executor` for `lease` seconds; return it, or
-        None if it is unknown or finished already.
+        None if it is unknown or finished already, or Held while another executor's lease
+        on it lasts.
 
-        A `running` task can be claimed again: its message was redelivered because the
-        executor that held it died, and the new one takes over.
+        A `running` task can be claimed again once its lease lapsed: its message was
+        redelivered (or published again by the sweeper) because the executor that held it
+        died, and the new one takes over.
         """
         args = [task_id, now(), executor, attempt, int(lease * 1000), self.prefix]
         reply = self._claim(keys=[self.keys.task(task_id)], args=args)
         if not isinstance(reply, list):
             return None
-        return Task.from_redis(dict(zip(reply[::2], reply[1::2], strict=True)))
+        if reply[0] == "held":
+            return Held(reply[1], max(0, int(reply[2])) / 1000)
+        return _task(dict(zip(reply[::2], reply[1::2], strict=True)))
 
-    def complete(self, task_id: str, result: dict[str, Any], **extra: int) -> bool:
-        """Record a result, with `extra` fields such as the read statistics.
+    def complete(
+        self, task_id: str, result: dict[str, Any], holder: str = "", **extra: int
+    ) -> bool:
+        """Record a result, with `extra` fields such as the read statistics; with a
+        `holder`, only while that executor still holds the task.
 
-        False if the task had finished already (a redelivered message): nothing changes."""
+        False if the task had finished already (a redelivered message) or is no longer
+        the holder's: nothing changes."""
         fields = {"result": jsoncodec.dumps(result), **extra}
-        return self._finish_as(task_id, TaskStatus.DONE, fields) is not None
+        return self._finish_as(task_id, TaskStatus.DONE, fields, holder) is not None
 
-    def fail(self, task_id: str, error: str, **extra: int) -> bool:
-        return self._finish_as(task_id, TaskStatus.FAILED, {"error": error, **extra}) is not None
+    def fail(self, task_id: str, error: str, holder: str = "", **extra: int) -> bool:
+        fields = {"error": error, **extra}
+        return self._finish_as(task_id, TaskStatus.FAILED, fields, holder) is not None
 
     def cancel(self, task_id: str) -> TaskStatus | None:
         """Cancel a queued or running task; the status it had, or None if it had finished."""
@@ -304,54 +466,97 @@ class TaskStore:
 
     @_translated
     def _finish_as(
-        self, task_id: str, status: TaskStatus, fields: dict[str, Any]
+        self, task_id: str, status: TaskStatus, fields: dict[str, Any], holder: str = ""
     ) -> TaskStatus | None:
         pairs = [str(item) for pair in fields.items() for item in pair]
-        args = [task_id, status.value, now(), self.record_ttl, self.prefix, *pairs]
+        args = [task_id, status.value, now(), self.record_ttl, self.prefix, holder, *pairs]
         previous = self._finish(keys=[self.keys.task(task_id)], args=args)
         return TaskStatus(previous) if previous else None
 
     @_translated
-    def progress(self, task_id: str, **fields: int) -> TaskStatus | None:
-        """Record how far a running task has got; its status now (None if unknown)."""
-        args = [str(item) for pair in fields.items() for item in pair]
+    def progress(self, task_id: str, holder: str, **fields: int) -> TaskStatus | None:
+        """Record how far a running task has got on `holder`; its status now, or None if
+        it is unknown or another executor has taken it over."""
+        args = [holder, *(str(item) for pair in fields.items() for item in pair)]
         status = self._progress(keys=[self.keys.task(task_id)], args=args)
-        return TaskStatus(status) if status else None
+        return TaskStatus(status) if status and status != "lost" else None
 
     @_translated
     def renew_lease(self, task_id: str, executor: str, lease: float) -> bool:
-        args = [executor, int(lease * 1000)]
-        return self._renew(keys=[self.keys.lease(task_id)], args=args) == 1
+        """False once the task is no longer this executor's: cancelled, finished, or taken
+        over by another executor after the lease lapsed."""
+        keys = [self.keys.lease(task_id), self.keys.task(task_id)]
+        return self._renew(keys=keys, args=[executor, int(lease * 1000)]) == 1
 
     @_translated
-    def abandoned(self) -> list[str]:
-        """Running tasks whose executor stopped renewing its lease: it is gone."""
-        ids = self.redis.zrange(self.keys.status(TaskStatus.RUNNING), 0, -1)
-        if not ids:
-            return []
-        leases = self.redis.mget([self.keys.lease(task_id) for task_id in ids])
-        return [task_id for task_id, lease in zip(ids, leases, strict=True) if lease is None]
+    def release_lease(self, task_id: str, executor: str) -> None:
+        """Give up the lease on a task handed back to the queue."""
+        self._release(keys=[self.keys.task(task_id), self.keys.lease(task_id)], args=[executor])
+
+    @_translated
+    def abandoned(self, grace: float, limit: int = 100) -> list[str]:
+        """Running tasks whose executor stopped renewing its lease (it is gone), each
+        returned once per `grace` seconds until an executor claims it again."""
+        key = self.keys.status(TaskStatus.RUNNING)
+        return self._abandoned(keys=[key], args=[self.prefix, time.time(), grace, limit])
+
+    @_translated
+    def stale_queued(self, grace: float, limit: int, scan: int = 1000) -> list[str]:
+        """Up to `limit` of the `scan` oldest queued tasks, published (not in the outbox)
+        but queued for more than `grace` seconds since they were published last; each is
+        marked as published again now."""
+        key = self.keys.status(TaskStatus.QUEUED)
+        args = [self.prefix, time.time(), grace, limit, scan]
+        return self._stale_queued(keys=[key], args=args)
+
+    @_translated
+    def prune(self, limit: int) -> int:
+        """Drop index entries whose record expired, looking at `limit` entries of each
+        index per call, in turn, among those old enough to have expired; how many were
+        dropped."""
+        finished = [self.keys.status(status) for status in TaskStatus if status.finished]
+        dropped = 0
+        for index in (self.keys.tasks, *finished, self.keys.webhooks):
+            args = [self.prefix, limit, time.time() - self.record_ttl]
+            dropped += self._prune(keys=[index, self.keys.prune], args=args)
+        return dropped
+
+    @_translated
+    def exist(self, task_ids: list[str]) -> list[bool]:
+        """Whether each task still has a record."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.exists(self.keys.task(task_id))
+            return [bool(found) for found in pipe.execute()]
+
+    @_translated
+    def published_queued(self) -> int:
+        """Queued tasks that should have a message in the queue: not in the outbox."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.status(TaskStatus.QUEUED))
+            pipe.zcard(self.keys.outbox)
+            queued, unpublished = pipe.execute()
+        return queued - unpublished
 
     @_translated
     def due_webhook(self, claim_for: float) -> str | None:
         """A task whose webhook is due, held for `claim_for` seconds; None if none is."""
-        return self._claim_webhook(keys=[self.keys.webhooks], args=[time.time(), claim_for])
+        args = [time.time(), claim_for, self.prefix]
+        return self._claim_webhook(keys=[self.keys.webhooks], args=args)
 
     @_translated
     def webhook_tried(
         self, task_id: str, attempts: int, status: str, error: str | None, retry_in: float | None
     ) -> None:
-        """Record a delivery attempt; due again in `retry_in` seconds, or settled."""
+        """Record a delivery attempt; due again in `retry_in` seconds, or settled. Nothing
+        is written once the record has expired."""
         fields = {"webhook_status": status, "webhook_attempts": attempts}
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.task(task_id), mapping=fields)
-            if error is not None:
-                pipe.hset(self.keys.task(task_id), "webhook_error", error)
-            if retry_in is None:
-                pipe.zrem(self.keys.webhooks, task_id)
-            else:
-                pipe.zadd(self.keys.webhooks, {task_id: time.time() + retry_in})
-            pipe.execute()
+        if error is not None:
+            fields["webhook_error"] = error
+        pairs = [str(item) for pair in fields.items() for item in pair]
+        due = "" if retry_in is None else time.time() + retry_in
+        keys = [self.keys.task(task_id), self.keys.webhooks]
+        self._webhook_tried(keys=keys, args=[task_id, due, *pairs])
 
     @_translated
     def heartbeat(self, name: str, fields: dict[str, Any], ttl: float) -> None:
@@ -376,6 +581,15 @@ class TaskStore:
     @_translated
     def ping(self) -> None:
         self.redis.ping()
+
+    @_translated
+    def cursor(self, name: str, value: str | None = None) -> str | None:
+        """A walk's position, kept between sweeps (which any executor may run); with a
+        value, set it ('' starts the walk over)."""
+        if value is None:
+            return self.redis.hget(self.keys.prune, name)
+        self.redis.hset(self.keys.prune, name, value)
+        return value
 
     @_translated
     def lock(self, name: str, seconds: float) -> bool:

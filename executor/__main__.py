@@ -17,7 +17,9 @@ def main() -> None:
         store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
     )
     try:
-        Worker(settings, task_store, storages(settings)).run()
+        worker = Worker(settings, task_store, storages(settings))
+        worker.install_signal_handlers()
+        worker.run()
     except BrokerMisconfigured as error:
         logging.getLogger("executor").error("%s", error)
         sys.exit(2)

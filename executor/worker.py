@@ -5,11 +5,20 @@ finish the one in hand within `stop_grace` seconds; the second is a cold stop. E
 task that is not finished in time goes back to the queue for another executor.
 
 Delivery is at least once: a message is acked only after its task's outcome is in Redis,
-and a redelivered message of a finished task is acked without redoing it.
+and a redelivered message of a finished task is acked without redoing it. Only the
+executor holding a task's lease runs it and writes its outcome (colsum.store).
+
+Nothing a task does ends the executor: whatever it raises fails that task ("internal
+error: ..."), and an unexpected error in the loop is logged and followed by a
+reconnection. A message goes back to the queue only as a fresh copy (`_hand_back`), so
+that RabbitMQ's delivery limit counts executors that died holding the task and nothing
+else; while Redis does not answer, the executor does not consume.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import os
 import signal
@@ -17,6 +26,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import pika
@@ -26,6 +36,7 @@ from colsum import broker, logs
 from colsum.broker import Topology
 from colsum.errors import (
     BrokerMisconfigured,
+    BrokerUnavailable,
     PermanentError,
     SourceChanged,
     StoreUnavailable,
@@ -33,7 +44,7 @@ from colsum.errors import (
     TransientError,
 )
 from colsum.settings import Settings
-from colsum.store import TaskStore
+from colsum.store import Held, TaskStore
 from colsum.task import Task, TaskStatus
 from colsum.task import now as now_stamp
 from executor import metrics, summing
@@ -48,6 +59,24 @@ HEARTBEAT_INTERVAL = 5.0  # seconds between two registrations of an idle executo
 BUSY_HEARTBEAT_INTERVAL = 1.0  # ... and of a busy one, so its current task shows promptly
 HEARTBEAT_TTL = 15.0  # ...after which a silent one counts as gone
 PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
+STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
+
+
+class Outcome(enum.Enum):
+    """What becomes of a message once its task has been handled."""
+
+    ACK = "ack"  # the task's outcome is recorded (or it was not ours to run)
+    HAND_BACK = "hand back"  # stopping: another executor is to run it
+    HAND_BACK_REDIS_DOWN = "hand back, then wait for Redis"
+
+
+@dataclass
+class Job:
+    """What the watching thread and a task's thread share."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    claimed: threading.Event = field(default_factory=threading.Event)  # progress from then on
+    stats: ReadStats = field(default_factory=ReadStats)
 
 
 class Worker:
@@ -61,6 +90,7 @@ class Worker:
         self.webhooks = Webhooks(settings, store)
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
+        self._lost: Exception | None = None  # the broker connection, lost during a task
         self._started_at = now_stamp()
         self._current: str | None = None
         self._done = self._failed = 0
@@ -70,10 +100,16 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Consume until stopped, reconnecting with backoff when RabbitMQ or Redis goes away."""
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and Ctrl-C stop the executor (see the module docstring)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
+
+    def run(self) -> None:
+        """Consume until stopped, reconnecting with backoff when RabbitMQ or Redis goes away.
+
+        Nothing but a misconfigured broker ends it early: an unexpected error is logged and
+        the executor reconnects, as it does after a lost connection."""
         self.metrics_port = metrics.serve(self.settings.executor_metrics_port)
         log.info(
             "executor %s consuming %r; metrics on port %d",
@@ -86,14 +122,25 @@ class Worker:
         try:
             while not self.stopping:
                 try:
+                    # No consumer while Redis does not answer: every message taken then
+                    # would have to be handed back.
+                    self.store.ping()
                     self._consume()
                     failures = 0
                 except BrokerMisconfigured:
                     raise
-                except (*broker.CONNECTION_ERRORS, StoreUnavailable) as error:
+                except (*broker.CONNECTION_ERRORS, StoreUnavailable, BrokerUnavailable) as error:
                     failures += 1
                     delay = min(MAX_RECONNECT_DELAY, 0.5 * 2**failures)
                     log.warning("lost RabbitMQ or Redis (%r); reconnecting in %.1fs", error, delay)
+                    self._wait_for_task_in_hand()
+                    self._sleep(delay)
+                except Exception:
+                    failures += 1
+                    delay = min(MAX_RECONNECT_DELAY, 0.5 * 2**failures)
+                    log.exception(
+                        "unexpected error in the consume loop; reconnecting in %.1fs", delay
+                    )
                     self._wait_for_task_in_hand()
                     self._sleep(delay)
         finally:
@@ -107,6 +154,9 @@ class Worker:
             channel = connection.channel()
             self.topology.declare(channel)
             channel.basic_qos(prefetch_count=1)
+            # For handing messages back (see _hand_back): publishes confirmed by RabbitMQ.
+            returns = connection.channel()
+            returns.confirm_delivery()
             # Messages RabbitMQ gave up on (delivery limit) arrive here, on a channel of
             # their own, and are handled between the tasks of the main loop.
             dead = connection.channel()
@@ -116,106 +166,195 @@ class Worker:
             for method, properties, body in channel.consume(
                 self.topology.queue, inactivity_timeout=1
             ):
-                if self.stopping:
-                    if method is not None:
-                        channel.basic_nack(method.delivery_tag, requeue=True)
-                    break
-                self.sweeper.maybe_sweep()
-                self._beat()
                 if method is None:
+                    if self.stopping:  # a message arriving just now goes back on close
+                        break
+                    self.sweeper.maybe_sweep()
+                    self._beat()  # raises StoreUnavailable when Redis is gone: stop consuming
                     continue
-                if self._handle(connection, body, properties):
+                task_id, attempt = self._decode(body, properties)
+                if task_id is None:
                     channel.basic_ack(method.delivery_tag)
-                else:
-                    channel.basic_nack(method.delivery_tag, requeue=True)
+                    continue
+                outcome = (
+                    Outcome.HAND_BACK
+                    if self.stopping
+                    else self._handle(task_id, attempt, connection)
+                )
+                if outcome is Outcome.ACK:
+                    channel.basic_ack(method.delivery_tag)
+                    continue
+                self._hand_back(channel, returns, method.delivery_tag, task_id, attempt)
+                if outcome is Outcome.HAND_BACK_REDIS_DOWN:
+                    raise StoreUnavailable("Redis is unavailable; stopped consuming")
+                break
         finally:
             if connection.is_open:
                 connection.close()
 
-    def _handle(
-        self, connection: pika.BlockingConnection, body: bytes, properties: pika.BasicProperties
-    ) -> bool:
-        """Process one message; True to ack it, False to give it back to the queue."""
+    def _hand_back(
+        self,
+        channel: BlockingChannel,
+        returns: BlockingChannel,
+        delivery_tag: int,
+        task_id: str,
+        attempt: int,
+    ) -> None:
+        """Put a task back on the queue when this executor, not the task, is the reason it
+        was not finished (Redis is unreachable, the stop grace ran out).
+
+        Not with basic_nack(requeue=True): a quorum queue counts every message returned to
+        it (a nack as much as a lost channel) against x-delivery-limit, so healthy tasks
+        would fail as poison after a few Redis outages. A fresh copy, published with a
+        confirm before the original is acked, starts from 0 and carries the deliveries so
+        far in a header for the record's `attempt`; only an executor that dies holding a
+        task counts against it. The consumer is cancelled before the ack: with prefetch 1
+        nothing else is on its way to this executor, so nothing else is returned.
+        """
+        broker.publish(returns, self.topology, task_id, earlier_deliveries=attempt)
+        channel.cancel()
+        channel.basic_ack(delivery_tag)
+        log.info("task %s: handed back to the queue", task_id)
+
+    def _decode(self, body: bytes, properties: pika.BasicProperties) -> tuple[str | None, int]:
         try:
             task_id = broker.decode(body)
         except ValueError as error:
             log.error("dropping a message: %s", error)
-            return True
-        attempt = broker.delivery_count(properties) + 1
+            return None, 0
+        return task_id, broker.delivery_count(properties) + 1
+
+    def _handle(self, task_id: str, attempt: int, connection: pika.BlockingConnection) -> Outcome:
         token = logs.TASK_ID.set(task_id)
+        self._current = task_id
         try:
             return self._follow(connection, task_id, attempt)
         finally:
+            self._current = None
             logs.TASK_ID.reset(token)
 
-    def _follow(self, connection: pika.BlockingConnection, task_id: str, attempt: int) -> bool:
-        """Run the task on its thread and watch it until it ends; True to ack."""
-        cancel = threading.Event()
-        stats = ReadStats()
-        self._in_hand = self._start_thread(connection, task_id, attempt, cancel, stats)
-        self._current = task_id
-        self._beat()
+    def _follow(self, connection: pika.BlockingConnection, task_id: str, attempt: int) -> Outcome:
+        """Run the task on its thread and watch it until it ends."""
+        job = Job()
+        self._lost = None
+        self._in_hand = self._start_thread(connection, task_id, attempt, job)
+        self._beat_quietly()
         started = time.monotonic()
         renewed = reported = started
         # The task runs on its own thread so that this one keeps answering RabbitMQ's
         # heartbeats (a pika callback that blocks for a long file loses the connection),
         # renews the task's lease, reports its progress and notices a cancellation.
         while not self._in_hand.done():
-            connection.process_data_events(time_limit=PROGRESS_INTERVAL)
+            self._answer_broker(connection, PROGRESS_INTERVAL)
             now = time.monotonic()
             if self._stop_deadline is not None and now > self._stop_deadline:
-                log.warning("task %s not finished within the stop grace; requeueing", task_id)
-                cancel.set()
-                return False
+                log.warning("task %s not finished within the stop grace; handing it back", task_id)
+                self._stop_task(connection, task_id, job)
+                with contextlib.suppress(StoreUnavailable):
+                    self.store.release_lease(task_id, self.name)
+                return Outcome.HAND_BACK
             if now - started > self.settings.task_time_limit:
-                cancel.set()
+                self._stop_task(connection, task_id, job)
                 limit = self.settings.task_time_limit
-                self.store.fail(task_id, f"stopped: ran longer than TASK_TIME_LIMIT ({limit:g} s)")
+                reason = f"stopped: ran longer than TASK_TIME_LIMIT ({limit:g} s)"
+                try:
+                    self.store.fail(task_id, reason, holder=self.name)
+                except StoreUnavailable:
+                    return Outcome.HAND_BACK_REDIS_DOWN
                 log.warning("task %s: over its time limit; failed", task_id)
-                return True
-            if now - reported >= PROGRESS_INTERVAL:
-                reported = now
-                if self.store.progress(task_id, **stats.to_record()) is TaskStatus.CANCELLED:
-                    cancel.set()
-                    log.info("task %s: cancelled; stopping it", task_id)
-                    return True
-            self._beat()
-            if now - renewed > self.settings.lease / 3:
-                self.store.renew_lease(task_id, self.name, self.settings.lease)
-                renewed = now
-        self._current = None
+                return Outcome.ACK
+            if not job.claimed.is_set():
+                continue
+            try:
+                if now - reported >= PROGRESS_INTERVAL:
+                    reported = now
+                    status = self.store.progress(task_id, self.name, **job.stats.to_record())
+                    if status is not TaskStatus.RUNNING:
+                        why = "cancelled" if status is TaskStatus.CANCELLED else "no longer ours"
+                        log.info("task %s: %s; stopping it", task_id, why)
+                        self._stop_task(connection, task_id, job)
+                        return Outcome.ACK
+                if now - renewed > self.settings.lease / 3:
+                    renewed = now
+                    if not self.store.renew_lease(task_id, self.name, self.settings.lease):
+                        log.warning(
+                            "task %s: no longer this executor's (lease lost); stopping it", task_id
+                        )
+                        self._stop_task(connection, task_id, job)
+                        return Outcome.ACK
+            except StoreUnavailable as error:
+                # The task finds out for itself when it records its outcome; meanwhile it
+                # goes on, and its lease is taken back at the next renewal if it lapsed.
+                log.warning("task %s: cannot report progress (%s)", task_id, error)
+            self._beat_quietly()
+        outcome = self._outcome(task_id)
+        if self._lost is not None:  # the outcome is recorded, but the message cannot be acked
+            raise self._lost
+        return outcome
+
+    def _outcome(self, task_id: str) -> Outcome:
         try:
             self._in_hand.result()
         except StoreUnavailable as error:
-            log.error("task %s: cannot record its outcome (%s); requeueing", task_id, error)
-            self._sleep(1)
-            return False
-        self._beat()
-        return True
+            log.error("task %s: cannot reach Redis (%s); handing it back", task_id, error)
+            return Outcome.HAND_BACK_REDIS_DOWN
+        except Exception as error:  # process() catches what a task raises; this is a bug
+            log.exception("task %s: unexpected error", task_id)
+            try:
+                self.store.fail(task_id, f"internal error: {error!r}", holder=self.name)
+            except StoreUnavailable:
+                return Outcome.HAND_BACK_REDIS_DOWN
+        self._beat_quietly()
+        return Outcome.ACK
+
+    def _stop_task(self, connection: pika.BlockingConnection, task_id: str, job: Job) -> None:
+        """Tell the task to stop and wait for its thread to end, so that the next task
+        does not start beside it; the engine checks `cancel` at least every second."""
+        job.cancel.set()
+        deadline = time.monotonic() + STOP_TASK_WAIT
+        while not self._in_hand.done():
+            if time.monotonic() > deadline:
+                log.error(
+                    "task %s: still running %gs after it was told to stop; going on beside "
+                    "it (a stuck read?)",
+                    task_id,
+                    STOP_TASK_WAIT,
+                )
+                return
+            self._answer_broker(connection, 0.1)
+
+    def _answer_broker(self, connection: pika.BlockingConnection, seconds: float) -> None:
+        """Answer RabbitMQ (heartbeats, dead letters) for `seconds` while a task runs. Once
+        the connection is lost, just wait: the task goes on to its end with its lease
+        renewed, or its redelivered message would let another executor take it over."""
+        if self._lost is None:
+            try:
+                connection.process_data_events(time_limit=seconds)
+                return
+            except broker.CONNECTION_ERRORS as error:
+                log.warning("lost RabbitMQ (%r); following the task in hand to its end", error)
+                self._lost = error
+        time.sleep(seconds)
 
     def _start_thread(
-        self,
-        connection: pika.BlockingConnection,
-        task_id: str,
-        attempt: int,
-        cancel: threading.Event,
-        stats: ReadStats,
+        self, connection: pika.BlockingConnection, task_id: str, attempt: int, job: Job
     ) -> Future[None]:
         future: Future[None] = Future()
 
         def work() -> None:
             logs.TASK_ID.set(task_id)
             try:
-                self.process(task_id, attempt, cancel, stats)
+                self.process(task_id, attempt, job.cancel, job.stats, job.claimed)
                 future.set_result(None)
             except BaseException as error:
                 future.set_exception(error)
             finally:
                 # Wakes process_data_events at once instead of at its next time limit.
-                connection.add_callback_threadsafe(lambda: None)
+                with contextlib.suppress(*broker.CONNECTION_ERRORS):
+                    connection.add_callback_threadsafe(lambda: None)
 
         # A daemon thread: on a cold stop the process exits without waiting for it; the
-        # task's message has been requeued by then.
+        # task's message has been handed back by then.
         threading.Thread(target=work, name=f"task-{task_id}", daemon=True).start()
         return future
 
@@ -231,8 +370,13 @@ class Worker:
             reason = (
                 f"gave up after {deliveries} deliveries: the task stopped its executor each time"
             )
-            if self.store.fail(task_id, reason):
-                log.error("task %s: %s", task_id, reason)
+            try:
+                if self.store.fail(task_id, reason):
+                    log.error("task %s: %s", task_id, reason)
+            except StoreUnavailable as error:
+                # Left unacked: RabbitMQ delivers it again after the reconnection.
+                log.warning("task %s: cannot record that it gave up (%s)", task_id, error)
+                return
         channel.basic_ack(method.delivery_tag)
 
     # -- one task -------------------------------------------------------------------------
@@ -243,20 +387,26 @@ class Worker:
         attempt: int = 1,
         cancel: threading.Event | None = None,
         stats: ReadStats | None = None,
+        claimed: threading.Event | None = None,
     ) -> None:
-        """Run one task to done or failed; only an unreachable Redis escapes from here."""
-        task = self.store.claim(task_id, self.name, attempt, self.settings.lease)
+        """Run one task to done or failed; only an unreachable Redis escapes from here:
+        whatever else goes wrong fails this task and no other."""
+        task = self._claim(task_id, attempt, cancel)
         if task is None:
-            log.info("task %s is finished or unknown; nothing to do", task_id)
             return
+        if claimed is not None:
+            claimed.set()
         log.info("task %s: summing %s (attempt %d)", task_id, task.source.describe(), attempt)
         started = time.monotonic()
         stats = stats or ReadStats()
         try:
             result = self._sum(task, stats, cancel)
+            recorded = self.store.complete(task.id, result, holder=self.name, **stats.to_record())
         except TaskInterrupted:
             log.info("task %s: interrupted", task_id)
             metrics.record("interrupted", time.monotonic() - started, stats)
+        except StoreUnavailable:
+            raise
         except PermanentError as error:
             self._fail(task, str(error), stats)
         except TransientError as error:
@@ -265,10 +415,12 @@ class Worker:
             log.exception("task %s: unexpected error", task_id)
             self._fail(task, f"internal error: {error!r}", stats)
         else:
-            metrics.record("done", time.monotonic() - started, stats)
-            if not self.store.complete(task.id, result, **stats.to_record()):
-                log.info("task %s: finished elsewhere meanwhile; this result is dropped", task_id)
+            if not recorded:
+                log.info(
+                    "task %s: finished or taken over elsewhere; this result is dropped", task_id
+                )
                 return
+            metrics.record("done", time.monotonic() - started, stats)
             self._done += 1
             log.info(
                 "task %s: done, %d rows in %.2fs (%d attempts, %d resumes)",
@@ -278,6 +430,34 @@ class Worker:
                 stats.attempts,
                 stats.resumes,
             )
+
+    def _claim(self, task_id: str, attempt: int, cancel: threading.Event | None) -> Task | None:
+        """Take the task, or None if there is nothing to do.
+
+        Another executor's lease may still last: either that executor died and RabbitMQ
+        redelivered its message here (take over once the lease lapses), or it is alive and
+        this message is a duplicate (it renews its lease, every third of LEASE: leave the
+        task to it). Waiting for either keeps the message, so a poison task still counts
+        a delivery for each executor it kills."""
+        held: Held | None = None
+        while True:
+            claim = self.store.claim(task_id, self.name, attempt, self.settings.lease)
+            if not isinstance(claim, Held):
+                if claim is None:
+                    log.info("task %s is finished or unknown; nothing to do", task_id)
+                return claim
+            if held is None:
+                log.info("task %s: held by %s; waiting for its lease", task_id, claim.executor)
+            elif claim.executor != held.executor or claim.lease_left > held.lease_left:
+                log.info("task %s: %s is running it; nothing to do", task_id, claim.executor)
+                return None
+            held = claim
+            wait = min(claim.lease_left + 0.05, 0.5)
+            if cancel is None:
+                time.sleep(wait)
+            elif cancel.wait(wait):
+                log.info("task %s: stopped while waiting for its lease", task_id)
+                return None
 
     def _sum(self, task: Task, stats: ReadStats, cancel: threading.Event | None) -> dict[str, Any]:
         try:
@@ -302,7 +482,7 @@ class Worker:
     def _fail(self, task: Task, error: str, stats: ReadStats) -> None:
         log.info("task %s: failed: %s", task.id, error)
         metrics.record("failed", None, stats)
-        if self.store.fail(task.id, error, **stats.to_record()):
+        if self.store.fail(task.id, error, holder=self.name, **stats.to_record()):
             self._failed += 1
 
     def _beat(self) -> None:
@@ -329,6 +509,13 @@ class Worker:
         }
         self.store.heartbeat(self.name, fields, HEARTBEAT_TTL)
 
+    def _beat_quietly(self) -> None:
+        """Beat while a task runs: a Redis that does not answer must not stop the watch."""
+        try:
+            self._beat()
+        except StoreUnavailable as error:
+            log.debug("heartbeat skipped: %s", error)
+
     # -- stopping -------------------------------------------------------------------------
 
     @property
@@ -336,11 +523,15 @@ class Worker:
         return self._stop_deadline is not None
 
     def _request_stop(self, signum: int, _frame: Any) -> None:
+        self.stop(signal.Signals(signum).name)
+
+    def stop(self, why: str = "stop") -> None:
+        """A warm stop the first time, a cold one the second (see the module docstring)."""
         if self._stop_deadline is None:
-            log.info("%s: finishing the task in hand, then stopping", signal.Signals(signum).name)
+            log.info("%s: finishing the task in hand, then stopping", why)
             self._stop_deadline = time.monotonic() + self.settings.stop_grace
         else:
-            log.info("%s again: requeueing the task in hand now", signal.Signals(signum).name)
+            log.info("%s again: handing the task in hand back now", why)
             self._stop_deadline = time.monotonic()
 
     def _wait_for_task_in_hand(self) -> None:

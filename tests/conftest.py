@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.server
 import os
 import resource
 import shutil
@@ -34,7 +35,7 @@ from colsum.broker import Publisher
 from colsum.s3client import make_client
 from colsum.settings import Settings
 from colsum.store import TaskStore
-from colsum.task import LocalSource, Task
+from colsum.task import LocalSource, S3Source, Task
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -383,10 +384,11 @@ def publisher(settings: Settings) -> Iterator[Publisher]:
 
 @pytest.fixture
 def submit(store: TaskStore, publisher: Publisher) -> Callable[[str], str]:
-    """Create and publish a task for a file below DATA_DIR, as the backend does."""
+    """Create and publish a task for a file below DATA_DIR (or any source), as the backend
+    does."""
 
-    def submit(path: str) -> str:
-        task = Task(source=LocalSource(path=path))
+    def submit(source: str | S3Source) -> str:
+        task = Task(source=LocalSource(path=source) if isinstance(source, str) else source)
         store.create(task)
         publisher.publish(task.id)
         store.published(task.id)
@@ -400,48 +402,69 @@ def finished(store: TaskStore, task_id: str) -> Task | None:
     return task if task and task.status.finished else None
 
 
-@dataclass
-class SlowFile:
-    dropped: int = 0  # readers that died before the row: after each, the pipe is fresh
-
-
-def slow_file(path: Path, seconds: float = 0, release: threading.Event | None = None) -> SlowFile:
-    """A named pipe serving a small CSV to each reader in turn: the header at once, the row
-    after `seconds` or once `release` is set. A reader that dies leaves it for the next, once
-    `dropped` has counted it (a reader opening before then would share the dead one's pipe).
+class SlowSource:
+    """An S3 endpoint of the test's own whose every object is a small CSV served slowly: the
+    header at once, the row after `seconds` or once `release` is set. For tests that need a
+    task to keep running: a source that legitimately takes its time (a FIFO under DATA_DIR,
+    which served this before, is refused as not a regular file). Executors reach it with
+    `env`; a reader that dies leaves nothing behind, as each read is a request of its own.
     """
-    os.mkfifo(path)
-    state = SlowFile()
 
-    def reader_left() -> bool:
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:  # ENXIO: nobody has the pipe open for reading
-            return True
-        return False
+    bucket = "slow-bucket"
 
-    def ready() -> bool:
-        """Time for the row; False if the reader died waiting (its pipe must be dropped)."""
-        if release is None:
-            time.sleep(seconds)
-            return True
-        while not release.wait(0.05):
-            if reader_left():
-                return False
-        return True
+    def __init__(self, seconds: float = 0, release: threading.Event | None = None) -> None:
+        body = (HEADER + ROW).encode()
+        split = len(HEADER)
 
-    def serve() -> None:
-        while True:
-            # Closing both ends drops what a dead reader left unread in the pipe.
-            with contextlib.suppress(BrokenPipeError), path.open("w") as pipe:
-                pipe.write(HEADER)
-                pipe.flush()
-                if not ready():
-                    state.dropped += 1
-                    continue
-                pipe.write(ROW)
-            while not reader_left():  # else the next open would join the same reader
-                time.sleep(0.05)
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
 
-    threading.Thread(target=serve, daemon=True).start()
-    return state
+            def _head(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", '"slow"')
+                self.send_header("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT")
+                self.end_headers()
+
+            def do_HEAD(self) -> None:
+                self._head()
+
+            def do_GET(self) -> None:
+                self._head()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(body[:split])
+                    self.wfile.flush()
+                    if release is None:
+                        time.sleep(seconds)
+                    else:
+                        release.wait()
+                    self.wfile.write(body[split:])
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an executor needs to read from here (with no read timeout to speak of)."""
+        return {
+            "AWS_URL": f"http://127.0.0.1:{self.server.server_port}",
+            "AWS_ID": "testing",
+            "AWS_SECRET": "testing",
+            "S3_READ_TIMEOUT": "600",
+        }
+
+    def source(self, key: str = "slow.csv") -> dict[str, str]:
+        """The task source, as a POST /tasks body."""
+        return {"storage": "s3", "bucket": self.bucket, "key": key}
+
+    def s3(self, key: str = "slow.csv") -> S3Source:
+        return S3Source(bucket=self.bucket, key=key)
+
+
+def slow_source(seconds: float = 0, release: threading.Event | None = None) -> SlowSource:
+    return SlowSource(seconds, release)

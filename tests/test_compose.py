@@ -281,3 +281,19 @@ def test_unauthenticated_or_admin_ports_listen_on_loopback_only(config: dict, na
             assert published.get("host_ip") == "127.0.0.1", published
         else:
             assert str(published).startswith("127.0.0.1:"), published
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_webhooks_may_not_reach_the_compose_network_by_default(config: dict, name: str) -> None:
+    env = environment(config["services"][name])
+    assert env["WEBHOOK_ALLOW_PRIVATE"] == "false"
+    assert env["WEBHOOK_ALLOWED_HOSTS"] == ""
+
+
+def test_webhook_settings_pass_through_to_the_executor() -> None:
+    passed = compose_config(
+        WEBHOOK_ALLOW_PRIVATE="true", WEBHOOK_ALLOWED_HOSTS="receiver", WEBHOOK_SECRET="s3cret"
+    )
+    env = environment(passed["services"]["executor"])
+    assert (env["WEBHOOK_ALLOW_PRIVATE"], env["WEBHOOK_ALLOWED_HOSTS"]) == ("true", "receiver")
+    assert env["WEBHOOK_SECRET"] == "s3cret"

@@ -1,9 +1,16 @@
-"""Files below DATA_DIR."""
+"""Files below DATA_DIR.
+
+Regular files only: opening a FIFO blocks until someone writes to it, a device may never
+end. And the root is checked on the opened descriptor itself, so a symlink swapped in
+between the path check and the open leads nowhere.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,16 +48,7 @@ class LocalFile:
         self.size: int | None = None
 
     def open_at(self, offset: int) -> _TranslatedFile:
-        try:
-            raw = self.path.open("rb", buffering=0)
-        except FileNotFoundError:
-            raise PermanentError(f"file not found: {self.name} (in DATA_DIR {self.root})") from None
-        except IsADirectoryError:
-            raise PermanentError(f"{self.name} is a directory, not a CSV file") from None
-        except PermissionError:
-            raise PermanentError(f"permission denied reading {self.name}") from None
-        except OSError as error:
-            raise TransientError(f"opening {self.name} failed: {error}") from error
+        raw = io.FileIO(self._open_regular(), "rb")
         status = os.fstat(raw.fileno())
         version = (status.st_ino, status.st_size, status.st_mtime_ns)
         if self._version is None:
@@ -62,6 +60,59 @@ class LocalFile:
         if offset:
             raw.seek(offset)
         return _TranslatedFile(raw, self.name)
+
+    def _open_regular(self) -> int:
+        """A descriptor of the regular file at the path, which is inside the root."""
+        try:
+            self._refuse_unless_regular(os.stat(self.path).st_mode)  # before opening a device
+            # O_NONBLOCK: a FIFO swapped in after the stat must not block the open.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise PermanentError(f"file not found: {self.name} (in DATA_DIR {self.root})") from None
+        except PermissionError:
+            raise PermanentError(f"permission denied reading {self.name}") from None
+        except OSError as error:
+            raise TransientError(f"opening {self.name} failed: {error}") from error
+        try:
+            opened = os.fstat(fd)
+            self._refuse_unless_regular(opened.st_mode)
+            self._refuse_unless_inside(opened)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _refuse_unless_regular(self, mode: int) -> None:
+        if stat.S_ISDIR(mode):
+            raise PermanentError(f"{self.name} is a directory, not a CSV file")
+        if not stat.S_ISREG(mode):
+            raise PermanentError(f"{self.name} is not a regular file ({_kind(mode)})")
+
+    def _refuse_unless_inside(self, opened: os.stat_result) -> None:
+        """The opened file must be the one its path leads to now, inside the root: a symlink
+        swapped in before the open makes the path lead outside, or to another file."""
+        real = Path(os.path.realpath(self.path))
+        if not real.is_relative_to(Path(os.path.realpath(self.root))):
+            raise PermanentError(f"{self.name} leads outside DATA_DIR")
+        try:
+            now = os.stat(real)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            raise SourceChanged(f"{self.name} was replaced while it was being opened")
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 class _TranslatedFile:

@@ -11,7 +11,9 @@ import pytest
 
 from backend import create_app
 from colsum import broker
+from colsum import store as task_store
 from colsum.settings import Settings
+from colsum.store import TaskStore
 from tests.conftest import free_port
 from tests.tcpproxy import TCPProxy
 
@@ -90,7 +92,7 @@ def test_get_an_unknown_task_is_404_with_a_json_error(client):
             "'callback_url': must be an http:// or https:// URL",
         ),
         ({**LOCAL, "delimiter": ";;"}, "'delimiter': ';;' is too long"),
-        ({**LOCAL, "delimiter": "."}, "'delimiter': must be one character that cannot be part"),
+        ({**LOCAL, "delimiter": "."}, "'delimiter': must be one ASCII character that cannot"),
         (
             {"storage": "s3", "bucket": "Bad_Bucket", "key": "k"},
             "'bucket': must be an S3 bucket name",
@@ -321,6 +323,11 @@ def test_a_short_task_id_gets_a_404_that_says_what_an_id_is(client):
     )
 
 
+def test_an_unknown_task_id_is_not_told_what_an_id_looks_like(client):
+    response = client.get(f"/tasks/{UNKNOWN}")
+    assert response.get_json() == {"error": f"no task with id {UNKNOWN!r}"}
+
+
 def test_an_unknown_path_keeps_the_general_404(client):
     assert "task id" not in client.get("/nowhere").get_json()["error"]
 
@@ -336,3 +343,275 @@ def test_a_query_parameter_of_the_wrong_type_is_named_with_its_value(client, pat
     response = client.get(path)
     assert response.status_code == 400
     assert response.get_json() == {"error": message}
+
+
+@pytest.mark.parametrize("wait", ["nan", "NaN", "inf", "-inf", "-1", "1e309"])
+def test_a_wait_that_is_not_a_finite_number_of_seconds_is_400(client, wait):
+    task_id = post(client, LOCAL).get_json()["id"]
+    response = client.get(f"/tasks/{task_id}?wait={wait}")
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("'wait': ")
+
+
+def test_a_wait_of_nan_says_it_is_not_finite(client):
+    task_id = post(client, LOCAL).get_json()["id"]
+    response = client.get(f"/tasks/{task_id}?wait=nan")
+    assert response.get_json() == {"error": "'wait': 'nan' is not a finite number of seconds"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 10_000 + "]" * 10_000,
+        '{"a":' * 6_000 + "1" + "}" * 6_000,
+        '{"storage":"local","path":"a","header":' + "[" * 900 + "]" * 900 + "}",
+    ],
+    ids=["arrays", "objects", "in-a-field"],
+)
+def test_a_deeply_nested_body_is_400_not_500(client, body):
+    assert len(body) <= 64 * 1024
+    response = client.post("/tasks", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested" in response.get_json()["error"] or "'header'" in response.get_json()["error"]
+
+
+def test_a_body_nested_too_deeply_says_so(client):
+    body = "[" * 10_000 + "]" * 10_000
+    response = client.post("/tasks", data=body, content_type="application/json")
+    assert response.get_json() == {
+        "error": "the request body is nested too deeply: a task is one flat JSON object"
+    }
+
+
+def metric_lines(client) -> list[str]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return [line for line in text.splitlines() if line.startswith("colsum_http_requests_total{")]
+
+
+def test_request_metrics_label_an_unknown_method_other(client):
+    assert client.open("/tasks", method="BREW").status_code == 405
+    lines = metric_lines(client)
+    assert not any('method="BREW"' in line for line in lines)
+    assert any('method="other"' in line and 'status="405"' in line for line in lines)
+
+
+def test_request_metrics_keep_the_known_methods(client):
+    client.delete(f"/tasks/{UNKNOWN}")
+    assert any('method="DELETE"' in line for line in metric_lines(client))
+
+
+def test_a_task_published_whose_outbox_write_fails_is_still_202(app, settings, channel, caplog):
+    """RabbitMQ has the task: it will run, so the client must get its id, not a 503."""
+    found = app.extensions["colsum"]
+    gone = TaskStore(task_store.connect(f"redis://127.0.0.1:{free_port()}/0"), "x:")
+    found.store.published = gone.published  # Redis went away after the publish
+
+    response = app.test_client().post("/tasks", json=LOCAL)
+
+    assert response.status_code == 202
+    task_id = response.get_json()["id"]
+    _, _, body = channel.basic_get(settings.amqp_queue, auto_ack=True)
+    assert broker.decode(body) == task_id
+    # Still in the outbox, so the sweeper publishes it again: a duplicate is harmless.
+    assert found.store.unpublished(older_than=0) == [task_id]
+    assert f"task {task_id} is published, but stays in the outbox" in caplog.text
+
+
+DELIMITER_MESSAGE = (
+    "'delimiter': must be one ASCII character that cannot be part of a number, a quote or a "
+    "line end"
+)
+
+
+@pytest.mark.parametrize("delimiter", ["€", "§", "\x00"])
+def test_a_delimiter_that_is_not_one_ascii_character_is_400(client, delimiter):
+    response = post(client, {**LOCAL, "delimiter": delimiter})
+    assert response.status_code == 400
+    assert response.get_json() == {"error": DELIMITER_MESSAGE}
+
+
+def test_an_upload_with_a_multibyte_delimiter_is_400(client, settings):
+    response = client.post("/tasks?delimiter=€", data=b"a\xe2\x82\xacb\n", content_type="text/csv")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": DELIMITER_MESSAGE}
+
+
+@pytest.mark.parametrize("delimiter", ["\t", "|", ";", " ", "\x01"])
+def test_an_ascii_delimiter_is_taken(client, delimiter):
+    assert post(client, {**LOCAL, "delimiter": delimiter}).status_code == 202
+
+
+def test_unknown_fields_are_named_when_a_required_one_is_missing_too(client):
+    response = post(client, {"storage": "local", "pth": "a.csv"})
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "'path' is required; unknown field 'pth'"}
+
+
+def test_every_missing_field_is_named(client):
+    response = post(client, {"storage": "s3"})
+    assert response.get_json() == {"error": "'bucket' is required; 'key' is required"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("POST", "/tasks?colour=red", "unknown query parameter 'colour': POST /tasks takes"),
+        ("GET", "/tasks?sort=new", "unknown query parameter 'sort': GET /tasks takes status"),
+        (
+            "GET",
+            f"/tasks/{UNKNOWN}?wiat=30",
+            "unknown query parameter 'wiat': GET /tasks/{task_id} takes wait",
+        ),
+        (
+            "DELETE",
+            f"/tasks/{UNKNOWN}?force=1",
+            "unknown query parameter 'force': DELETE /tasks/{task_id} takes none",
+        ),
+    ],
+)
+def test_an_unknown_query_parameter_is_400_naming_it(client, method, path, message):
+    response = client.open(path, method=method, json=LOCAL if method == "POST" else None)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(message)
+
+
+def test_an_upload_with_an_unknown_query_parameter_is_400_and_keeps_nothing(client, settings):
+    response = client.post("/tasks?delimeter=;", data=b"a;b\n1;2\n", content_type="text/csv")
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("unknown query parameter 'delimeter'")
+    uploads = settings.data_dir / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/tasks", {**LOCAL, "path": "../" * 10_000}),
+        ("POST", "/tasks", {**LOCAL, "header": "y" * 5_000}),
+        ("POST", "/tasks", {**LOCAL, "z" * 5_000: 1}),
+        ("POST", f"/tasks?{'q' * 5_000}=1", LOCAL),
+        ("GET", f"/tasks?limit={'x' * 5_000}", None),
+        ("GET", f"/tasks?status={'x' * 5_000}", None),
+        ("GET", f"/tasks/{UNKNOWN}?wait={'x' * 5_000}", None),
+        ("GET", f"/tasks/{'x' * 5_000}", None),
+    ],
+    ids=["path", "header", "field", "parameter", "limit", "status", "wait", "task-id"],
+)
+def test_an_error_quotes_at_most_about_80_characters_of_a_value(client, method, path, body):
+    response = client.open(path, method=method, json=body)
+    assert 400 <= response.status_code < 500
+    message = response.get_json()["error"]
+    assert len(message) < 250, message
+    assert "characters" in message or "..." in message
+
+
+def test_a_value_cut_short_says_how_long_it_was(client):
+    response = post(client, {**LOCAL, "path": "a" * 2_000})
+    assert response.get_json() == {
+        "error": f"'path': '{'a' * 80}...' (2000 characters) is too long"
+    }
+
+
+@pytest.mark.parametrize("path", ["/tasks", f"/tasks/{UNKNOWN}", "/tasks?limit=5"])
+def test_head_is_answered_as_get_is(client, path):
+    assert client.head(path).status_code == client.get(path).status_code
+
+
+@pytest.mark.parametrize("query", ["status=", "cursor="])
+def test_an_empty_query_parameter_is_400_naming_it(client, query):
+    response = client.get(f"/tasks?{query}")
+    assert response.status_code == 400
+    name = query.removesuffix("=")
+    assert response.get_json()["error"].startswith(f"'{name}' must not be empty")
+
+
+def test_a_json_body_of_another_json_type_is_taken(client):
+    response = client.post("/tasks", json=LOCAL, content_type="application/vnd.colsum+json")
+    assert response.status_code == 202
+
+
+def ghost(store: TaskStore) -> str:
+    """A hash without id, status or TTL, such as a webhook write after the record expired
+    left (older executors): listed in the index, but no task."""
+    ghost_id = "f" * 32
+    store.redis.hset(store.keys.task(ghost_id), mapping={"webhook_status": "delivered"})
+    store.redis.zadd(store.keys.tasks, {ghost_id: 10**9})
+    return ghost_id
+
+
+@pytest.mark.parametrize(
+    ("method", "query"), [("GET", ""), ("GET", "?wait=5"), ("DELETE", "")], ids=str
+)
+def test_a_broken_record_is_404_not_500(client, store, method, query):
+    ghost_id = ghost(store)
+    response = client.open(f"/tasks/{ghost_id}{query}", method=method)
+    assert response.status_code == 404
+    assert response.get_json() == {"error": f"no task with id {ghost_id!r}"}
+
+
+def test_a_list_with_a_broken_record_shows_the_others(client, store):
+    task_id = post(client, LOCAL).get_json()["id"]
+    ghost(store)
+    response = client.get("/tasks")
+    assert response.status_code == 200
+    assert [task["id"] for task in response.get_json()["tasks"]] == [task_id]
+
+
+def test_the_dashboard_with_a_broken_record_shows_the_others(client, store):
+    task_id = post(client, LOCAL).get_json()["id"]
+    ghost(store)
+    for path in ("/", "/dashboard/live"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert f'data-task="{task_id}"' in response.get_data(as_text=True)
+
+
+def test_a_body_that_is_not_utf8_is_400_saying_so(client):
+    body = '{"storage": "local", "path": "caf\xe9.csv"}'.encode("latin-1")
+    response = client.post("/tasks", data=body, content_type="application/json; charset=latin-1")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "the request body is not valid JSON: send it as UTF-8"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", f"/tasks?cursor={'9' * 10_000}", None, 200),
+        ("GET", "/tasks?limit=1000000000", None, 400),
+        ("GET", "/tasks?limit=1e9", None, 400),
+        ("POST", "/tasks", "[]", 400),
+        ("POST", "/tasks", '"x"', 400),
+        ("POST", "/tasks", "1e400", 400),
+        ("POST", "/tasks", '{"storage": "local", "path": 1e400}', 400),
+        ("POST", "/tasks", '{"storage": "local", "path": "a", "path": "b"}', 202),
+        (
+            "POST",
+            "/tasks",
+            '{"storage": "local", "path": "\\u00fc/\\u2713/\\ud83d\\ude00.csv"}',
+            202,
+        ),
+        ("POST", "/tasks", '{"storage": "local", "path": "' + "../" * 10_000 + '"}', 400),
+        ("GET", "/tasks/%C3%BC%E2%9C%93", None, 404),
+        ("GET", "/tasks/%ff%fe", None, 404),
+        ("GET", "/tasks?status=%ff", None, 400),
+    ],
+)
+def test_a_hostile_request_gets_a_json_answer_never_a_500(client, method, path, body, status):
+    response = client.open(path, method=method, data=body, content_type="application/json")
+    assert response.status_code == status
+    assert response.is_json
+
+
+def test_a_callback_url_to_an_internal_address_is_400_before_anything_is_stored(client, store):
+    response = post(client, {**LOCAL, "callback_url": "http://127.0.0.1:6379/"})
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(
+        "refused: callback_url resolves to 127.0.0.1, a loopback address"
+    )
+    assert store.counts()["queued"] == 0
+
+
+@pytest.mark.settings(webhook_allowed_hosts=("127.0.0.1",))
+def test_a_callback_url_to_an_allowed_internal_host_is_taken(client):
+    response = post(client, {**LOCAL, "callback_url": "http://127.0.0.1:9/hook"})
+    assert response.status_code == 202

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import ROOT, free_port, slow_file, wait_for
+from tests.conftest import ROOT, free_port, slow_source, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -87,9 +87,13 @@ def test_an_upload_of_a_local_file(api, tmp_path):
     )
 
 
-def test_status_list_active_and_cancel(settings, api):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
-    task_id = json.loads(colsum(api, "--json", "submit", "hung.csv").stdout)["id"]
+def test_status_list_active_and_cancel(settings, services):
+    slow = slow_source(release=threading.Event())
+    api = services.backend()
+    services.executor(**slow.env)
+    task_id = json.loads(colsum(api, "--json", "submit", f"s3://{slow.bucket}/hung.csv").stdout)[
+        "id"
+    ]
     wait_for(
         lambda: json.loads(colsum(api, "--json", "status", task_id).stdout)["status"] == "running"
     )
@@ -220,9 +224,12 @@ def test_the_next_page_hint_names_the_service_it_listed(api):
     assert hint.endswith(f" --url {api}")
 
 
-def test_ctrl_c_while_waiting_says_the_task_goes_on_and_exits_130(settings, api):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
-    command = [sys.executable, "-m", "colsum.cli", "--url", api, "submit", "hung.csv", "--wait"]
+def test_ctrl_c_while_waiting_says_the_task_goes_on_and_exits_130(services):
+    slow = slow_source(release=threading.Event())
+    api = services.backend()
+    services.executor(**slow.env)
+    target = f"s3://{slow.bucket}/hung.csv"
+    command = [sys.executable, "-m", "colsum.cli", "--url", api, "submit", target, "--wait"]
     waiting = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, environment, finished, free_port, slow_file, wait_for
-from tests.e2e.client import local
+from tests.conftest import ROOT, environment, finished, free_port, slow_source, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -92,10 +91,10 @@ def make_run(settings, tmp_path):
 
 def test_ctrl_c_lets_the_executor_finish_its_task_within_stop_grace(settings, store, make_run):
     release = threading.Event()
-    slow_file(settings.data_dir / "slow.csv", release=release)
-    process, output, api = make_run(STOP_GRACE="20")
+    slow = slow_source(release=release)
+    process, output, api = make_run(STOP_GRACE="20", **slow.env)
     wait_for(lambda: "Colsum is up" in output.text, timeout=60)
-    task_id = requests.post(f"{api}/tasks", json=local("slow.csv"), timeout=10).json()["id"]
+    task_id = requests.post(f"{api}/tasks", json=slow.source(), timeout=10).json()["id"]
     wait_for(lambda: store.get(task_id).status == "running")
 
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
@@ -114,10 +113,10 @@ def test_ctrl_c_lets_the_executor_finish_its_task_within_stop_grace(settings, st
 def test_an_executor_still_busy_after_its_grace_is_killed_and_the_exit_code_says_so(
     settings, store, make_run
 ):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
-    process, output, api = make_run(STOP_GRACE="2")
+    slow = slow_source(release=threading.Event())
+    process, output, api = make_run(STOP_GRACE="2", **slow.env)
     wait_for(lambda: "Colsum is up" in output.text, timeout=60)
-    task_id = requests.post(f"{api}/tasks", json=local("hung.csv"), timeout=10).json()["id"]
+    task_id = requests.post(f"{api}/tasks", json=slow.source(), timeout=10).json()["id"]
     wait_for(lambda: store.get(task_id).status == "running")
     executor = int(
         next(

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import slow_file, wait_for
+from tests.conftest import slow_source, wait_for
 from tests.e2e.client import finished, local, submit, task
 
 pytestmark = pytest.mark.e2e
@@ -36,14 +36,18 @@ def test_progress_rises_monotonically_to_1_on_a_large_file(settings, services):
 
 
 def test_cancelling_a_running_task_stops_it_and_the_executor_takes_the_next(settings, services):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    release = threading.Event()
+    slow = slow_source(release=release)
     (settings.data_dir / "a.csv").write_text("a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,10\n")
     api = services.backend()
-    services.executor()
-    running = submit(api, local("hung.csv"))
+    services.executor(**slow.env)
+    running = submit(api, slow.source("hung.csv"))
     wait_for(lambda: task(api, running)["status"] == "running")
     started = time.monotonic()
     assert requests.delete(f"{api}/tasks/{running}", timeout=10).json()["status"] == "cancelled"
+    # A read blocked in the kernel stops only when it returns (the executor waits for it,
+    # STOP_TASK_WAIT at most): let it return once the cancellation has been seen.
+    threading.Timer(1, release.set).start()
     following = submit(api, local("a.csv"))
     assert finished(api, following)["status"] == "done"
     assert time.monotonic() - started < 5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, slow_source, wait_for
 from tests.csvfiles import write_numbers
 from tests.e2e.client import active, finished, local, submit
 
@@ -64,23 +63,13 @@ def test_many_tasks_submitted_at_once_all_finish_with_their_own_results(settings
     assert active(api) == {"active": 0, "queued": 0, "running": 0}
 
 
-def test_active_counts_tasks_while_they_run_and_none_after(settings, api):
+def test_active_counts_tasks_while_they_run_and_none_after(settings, services):
     release = threading.Event()
-    writers = []
-    for n in range(3):
-        pipe = settings.data_dir / f"slow{n}.csv"
-        os.mkfifo(pipe)
-
-        def write(pipe=pipe) -> None:
-            with pipe.open("w") as out:
-                out.write("a,b,c,d,e,f,g,h,i,j\n")
-                out.flush()
-                release.wait(60)
-                out.write("1,2,3,4,5,6,7,8,9,10\n")
-
-        writers.append(threading.Thread(target=write, daemon=True))
-        writers[-1].start()
-    ids = [submit(api, local(f"slow{n}.csv")) for n in range(3)]
+    slow = slow_source(release=release)
+    api = services.backend()
+    services.executor(**slow.env)
+    services.executor(**slow.env)
+    ids = [submit(api, slow.source(f"slow{n}.csv")) for n in range(3)]
     # Two executors hold one task each; the third waits in the queue.
     assert wait_for(lambda: active(api) == {"active": 3, "queued": 1, "running": 2})
     release.set()

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from colsum.task import LocalSource, Task, TaskStatus
-from tests.conftest import HEADER, ROW, finished, slow_file, wait_for
+from tests.conftest import HEADER, ROW, finished, slow_source, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,12 @@ def test_a_task_whose_executor_dies_is_taken_over_and_finished_once(
     settings, services, store, submit
 ):
     release = threading.Event()
-    pipe = slow_file(settings.data_dir / "slow.csv", release=release)
-    services.executor()
-    task_id = submit("slow.csv")
+    slow = slow_source(release=release)
+    services.executor(**slow.env, LEASE="2")
+    task_id = submit(slow.s3())
     first = wait_for(lambda: running_on(store, task_id, attempt=1))
     holder(services, first).process.send_signal(signal.SIGKILL)
-    wait_for(lambda: pipe.dropped == 1)
-    services.executor()
+    services.executor(**slow.env, LEASE="2")
 
     second = wait_for(lambda: running_on(store, task_id, attempt=2), timeout=20)
     assert second.executor != first.executor
@@ -49,14 +48,13 @@ def test_a_task_whose_executor_dies_is_taken_over_and_finished_once(
 def test_a_task_that_keeps_killing_its_executor_fails_after_the_delivery_limit(
     settings, services, store, submit
 ):
-    pipe = slow_file(settings.data_dir / "poison.csv", release=threading.Event())
-    services.executor()
-    task_id = submit("poison.csv")
+    slow = slow_source(release=threading.Event())
+    services.executor(**slow.env, LEASE="2")
+    task_id = submit(slow.s3("poison.csv"))
     for attempt in (1, 2):
         task = wait_for(lambda attempt=attempt: running_on(store, task_id, attempt), timeout=20)
         holder(services, task).process.send_signal(signal.SIGKILL)
-        wait_for(lambda attempt=attempt: pipe.dropped == attempt)
-        services.executor()
+        services.executor(**slow.env, LEASE="2")
     failed = wait_for(lambda: finished(store, task_id), timeout=20)
     assert failed.status is TaskStatus.FAILED
     assert failed.error.startswith("gave up after 2 deliveries")
@@ -66,10 +64,10 @@ def test_a_task_that_keeps_killing_its_executor_fails_after_the_delivery_limit(
 def test_a_task_over_its_time_limit_fails_and_the_executor_goes_on(
     settings, services, store, submit
 ):
-    slow_file(settings.data_dir / "hung.csv", release=threading.Event())
+    slow = slow_source(release=threading.Event())
     (settings.data_dir / "a.csv").write_text(HEADER + ROW)
-    services.executor(TASK_TIME_LIMIT="1")
-    hung, after = submit("hung.csv"), submit("a.csv")
+    services.executor(TASK_TIME_LIMIT="1", **slow.env)
+    hung, after = submit(slow.s3("hung.csv")), submit("a.csv")
     failed = wait_for(lambda: finished(store, hung))
     assert failed.status is TaskStatus.FAILED
     assert failed.error == "stopped: ran longer than TASK_TIME_LIMIT (1 s)"

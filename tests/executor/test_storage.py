@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,3 +129,64 @@ def test_a_local_file_replaced_before_a_resume_is_reported(tmp_path: Path):
     path.write_bytes(b"2" * 100)
     with pytest.raises(SourceChanged, match=r"a\.csv was replaced while it was being read"):
         file.open_at(10)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+
+    def write() -> None:  # so that a reader which opens it gets a CSV instead of hanging
+        with contextlib.suppress(OSError), fifo.open("wb") as pipe:
+            pipe.write(b"1,2\n")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(PermanentError, match=r"^pipe\.csv is not a regular file \(a FIFO\)$"):
+            read(tmp_path, "pipe.csv")
+    finally:  # a reader of our own lets the writer go
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(5)
+
+
+def test_a_socket_is_refused(tmp_path: Path):
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock.csv"))
+        with pytest.raises(PermanentError, match=r"sock\.csv is not a regular file \(a socket\)"):
+            read(tmp_path, "sock.csv")
+
+
+def test_a_symlink_to_a_device_is_refused(tmp_path: Path):
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    with pytest.raises(PermanentError, match="leads outside DATA_DIR"):
+        read(tmp_path, "zero.csv")
+
+
+def test_a_symlink_inside_the_root_is_followed(tmp_path: Path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.csv").write_bytes(b"1,2\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real" / "a.csv")
+    (tmp_path / "dir").symlink_to("real")
+    assert read(tmp_path, "link.csv") == b"1,2\n"
+    assert read(tmp_path, "dir/a.csv") == b"1,2\n"
+
+
+def test_a_symlink_swapped_in_after_the_path_was_checked_is_not_followed(tmp_path: Path):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.csv").write_bytes(b"1,2\n")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "a.csv").write_bytes(b"secret\n")
+    # The path is checked when the stream is made; the file is opened at the first read.
+    stream = LocalStorage(root).open(LocalSource(path="sub/a.csv"), ReadStats())
+    (root / "sub").rename(root / "old")
+    (root / "sub").symlink_to(tmp_path / "secret")
+    with stream, pytest.raises(PermanentError, match=r"sub/a\.csv leads outside DATA_DIR"):
+        stream.read()
+
+
+def test_a_regular_file_is_read_in_blocking_mode(tmp_path: Path):
+    (tmp_path / "a.csv").write_bytes(b"1,2\n")
+    raw = LocalFile(tmp_path / "a.csv", "a.csv", tmp_path).open_at(0).raw
+    with raw:
+        assert os.get_blocking(raw.fileno())

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import threading
 import time
 
+import pytest
+
+from colsum import broker
+from colsum import store as task_store
 from colsum.errors import SourceChanged
-from colsum.task import LocalSource, Task, TaskStatus
+from colsum.task import LocalSource, Task, TaskStatus, instant
+from executor.storage import storages
 from executor.worker import Worker
-from tests.conftest import HEADER, ROW, finished, slow_file, wait_for
+from tests.conftest import HEADER, ROW, finished, slow_source, wait_for
 
 
 def test_a_bad_file_fails_its_task_and_the_executor_goes_on(settings, services, store, submit):
@@ -63,9 +70,9 @@ def test_a_message_that_is_not_a_task_is_dropped_and_the_executor_goes_on(
 def test_a_task_longer_than_the_heartbeat_timeout_keeps_its_connection(
     settings, services, store, submit
 ):
-    slow_file(settings.data_dir / "slow.csv", seconds=8)
-    executor = services.executor(AMQP_URL=f"{settings.amqp_url}?heartbeat=2")
-    task_id = submit("slow.csv")
+    slow = slow_source(seconds=8)
+    executor = services.executor(AMQP_URL=f"{settings.amqp_url}?heartbeat=2", **slow.env)
+    task_id = submit(slow.s3())
     task = wait_for(lambda: finished(store, task_id), timeout=30)
     assert task.status is TaskStatus.DONE
     assert "connection lost" not in executor.log
@@ -73,9 +80,9 @@ def test_a_task_longer_than_the_heartbeat_timeout_keeps_its_connection(
 
 def test_sigterm_lets_the_task_in_hand_finish_then_exits_0(settings, services, store, submit):
     release = threading.Event()
-    slow_file(settings.data_dir / "slow.csv", seconds=0, release=release)
-    executor = services.executor()
-    task_id = submit("slow.csv")
+    slow = slow_source(release=release)
+    executor = services.executor(**slow.env)
+    task_id = submit(slow.s3())
     wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
     executor.process.terminate()
     time.sleep(0.5)
@@ -89,15 +96,31 @@ def test_a_task_not_finished_within_the_grace_goes_back_to_the_queue(
     settings, services, store, submit, channel
 ):
     release = threading.Event()
-    slow_file(settings.data_dir / "slow.csv", seconds=0, release=release)
-    executor = services.executor(STOP_GRACE="1")
-    task_id = submit("slow.csv")
+    slow = slow_source(release=release)
+    executor = services.executor(STOP_GRACE="1", **slow.env)
+    task_id = submit(slow.s3())
     wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
     executor.process.terminate()
     assert executor.process.wait(10) == 0
     release.set()
     queue = channel.queue_declare(settings.amqp_queue, passive=True).method
     assert queue.message_count == 1
+
+
+def test_a_task_handed_back_at_a_stop_does_not_count_as_a_delivery(
+    settings, services, store, submit, channel
+):
+    slow = slow_source(release=threading.Event())
+    executor = services.executor(STOP_GRACE="1", **slow.env)
+    task_id = submit(slow.s3())
+    wait_for(lambda: store.get(task_id).status is TaskStatus.RUNNING)
+    executor.process.terminate()
+    assert executor.process.wait(15) == 0
+    _, properties, body = channel.basic_get(settings.amqp_queue)
+    assert broker.decode(body) == task_id
+    assert (properties.headers or {}).get("x-delivery-count", 0) == 0  # not a death
+    assert broker.delivery_count(properties) == 1  # the record's attempt goes on counting
+    assert store.redis.get(store.keys.lease(task_id)) is None  # the next may take it at once
 
 
 class ChangingStorage:
@@ -158,3 +181,170 @@ def test_json_logs_carry_the_task_id_on_every_line_about_the_task(
     assert len(about_it) >= 2  # taking it, failing it
     assert all(line.get("task_id") == task_id for line in about_it)
     assert {"time", "level", "logger", "message"} <= set(lines[0])
+
+
+# -- an executor on a thread of the test, to reach inside it ------------------------------
+
+
+@contextlib.contextmanager
+def worker_thread(settings, store, storage_map=None):
+    """A Worker consuming on a thread of the test; stopped (warm) at the end."""
+    worker = Worker(settings, store, storage_map or storages(settings))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker, thread
+    finally:
+        worker.stop()
+        thread.join(20)
+
+
+class GatedStorage:
+    """Local files, except `gated.csv`: its first read blocks until `release`, and finds
+    the file empty."""
+
+    def __init__(self, settings) -> None:
+        self.local = storages(settings)["local"]
+        self.release = threading.Event()
+        self.closed_at: float | None = None
+
+    def open(self, source, stats, label):
+        if source.path != "gated.csv":
+            return self.local.open(source, stats, label)
+        return _Gated(self)
+
+
+class _Gated(io.RawIOBase):
+    def __init__(self, storage: GatedStorage) -> None:
+        self.storage = storage
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer):
+        self.storage.release.wait()
+        return 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self.storage.closed_at = time.time()
+        super().close()
+
+
+def stamp(text: str) -> float:
+    return instant(text).timestamp()
+
+
+def test_a_task_that_raises_while_its_result_is_recorded_fails_and_the_executor_goes_on(
+    settings, store, submit, monkeypatch
+):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    record = store.complete
+
+    def complete(task_id, result, **fields):
+        if not calls:
+            calls.append(task_id)
+            raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+        return record(task_id, result, **fields)
+
+    calls: list[str] = []
+    monkeypatch.setattr(store, "complete", complete)
+    with worker_thread(settings, store) as (_, thread):
+        first, second = submit("a.csv"), submit("a.csv")
+        failed = wait_for(lambda: finished(store, first))
+        assert failed.status is TaskStatus.FAILED
+        assert failed.error.startswith("internal error: ValueError('Exceeds the limit")
+        assert wait_for(lambda: finished(store, second)).status is TaskStatus.DONE
+        assert thread.is_alive()
+
+
+def test_an_unexpected_error_in_the_consume_loop_does_not_end_the_executor(settings, store, submit):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    with worker_thread(settings, store) as (worker, thread):
+        sweep, raised = worker.sweeper.maybe_sweep, threading.Event()
+
+        def broken() -> None:
+            worker.sweeper.maybe_sweep = sweep
+            raised.set()
+            raise RuntimeError("a bug")
+
+        worker.sweeper.maybe_sweep = broken
+        assert raised.wait(10)
+        task_id = submit("a.csv")
+        assert wait_for(lambda: finished(store, task_id), timeout=20).status is TaskStatus.DONE
+        assert thread.is_alive()
+
+
+def test_a_cancelled_task_has_stopped_before_the_executor_takes_the_next(settings, store, submit):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    storage = GatedStorage(settings)
+    with worker_thread(settings, store, {"local": storage}):
+        gated = submit("gated.csv")
+        wait_for(lambda: store.get(gated).status is TaskStatus.RUNNING)
+        store.cancel(gated)
+        following = submit("a.csv")
+        threading.Timer(1.5, storage.release.set).start()  # the read ends 1.5 s later
+        done = wait_for(lambda: finished(store, following))
+        assert storage.closed_at is not None
+        assert stamp(done.started_at) >= storage.closed_at - 0.01
+        assert store.get(gated).status is TaskStatus.CANCELLED
+
+
+@pytest.mark.settings(lease=1.5)
+def test_an_executor_whose_task_was_taken_over_stops_it_and_writes_nothing(settings, store, submit):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    storage = GatedStorage(settings)
+    with worker_thread(settings, store, {"local": storage}) as (worker, _):
+        gated = submit("gated.csv")
+        wait_for(lambda: store.get(gated).status is TaskStatus.RUNNING)
+        # Its lease lapsed unseen (a pause), and another executor took the task over.
+        store.redis.set(store.keys.lease(gated), "other:1", px=60_000)
+        store.redis.hset(store.keys.task(gated), mapping={"executor": "other:1", "attempt": 2})
+        wait_for(lambda: worker._current is None)
+        storage.release.set()
+        following = submit("a.csv")
+        assert wait_for(lambda: finished(store, following)).status is TaskStatus.DONE
+        task = store.get(gated)
+        assert (task.status, task.executor, task.result) == (TaskStatus.RUNNING, "other:1", None)
+
+
+def test_a_duplicate_message_of_a_task_running_elsewhere_is_acked_and_left_to_it(
+    settings, store, publisher, channel, caplog
+):
+    task = Task(source=LocalSource(path="a.csv"))
+    store.create(task)
+    store.claim(task.id, "alive:1", attempt=1, lease=3)
+    renewing = threading.Event()
+
+    def renew() -> None:  # as the live executor does, every third of its lease
+        while not renewing.wait(1):
+            store.renew_lease(task.id, "alive:1", lease=3)
+
+    threading.Thread(target=renew, daemon=True).start()
+    try:
+        with caplog.at_level(logging.INFO), worker_thread(settings, store):
+            publisher.publish(task.id)  # a copy, say from a sweeper that saw the lease lapse
+            wait_for(lambda: "alive:1 is running it; nothing to do" in caplog.text, timeout=15)
+        assert store.get(task.id).executor == "alive:1"
+        assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 0
+    finally:
+        renewing.set()
+
+
+class _Channel:
+    """Records acks: the dead-letter handler's only use of its channel."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def basic_ack(self, tag: int) -> None:
+        self.acked.append(tag)
+
+
+def test_a_dead_letter_that_cannot_be_recorded_is_kept_for_later(settings, redis_server):
+    store = task_store.TaskStore(task_store.connect(redis_server.url), settings.redis_prefix)
+    redis_server.stop()
+    worker = Worker(settings, store, storages(settings))
+    channel, method = _Channel(), type("Method", (), {"delivery_tag": 7})()
+    worker._on_dead_letter(channel, method, None, broker.encode("0" * 32))  # raises nothing
+    assert channel.acked == []  # RabbitMQ delivers it again after the reconnection
