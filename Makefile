@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 run: install
 	@mkdir -p data && cp -n sample.csv data/ 2>/dev/null || true
-	$(BIN)/python scripts/services.py --announce -- $(BIN)/honcho start --port $(PORT) -c executor=$(EXECUTORS)
+	PORT=$(PORT) $(BIN)/python scripts/services.py --announce -- \
+	  $(BIN)/python scripts/supervise.py -c executor=$(EXECUTORS)
 
 test: install
 	$(BIN)/python scripts/services.py --optional --tool docker-compose \

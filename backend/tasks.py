@@ -74,11 +74,25 @@ def create():
 
 
 def upload(options: dict[str, object]):
-    """The body is the CSV; `header` and `delimiter` come as query parameters."""
-    request.max_content_length = UPLOAD_LIMIT
+    """The body is the CSV; `header`, `delimiter` and `filename` come as query parameters
+    (or the name in a Content-Disposition header)."""
+    request.max_content_length = UPLOAD_LIMIT  # uploads.store applies UPLOAD_MAX_BYTES
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        abort(415, f"send the CSV uncompressed: Content-Encoding {encoding!r} is not supported")
     task_id = uuid.uuid4().hex
     settings = services().settings
-    source = uploads.store(task_id, request.stream, settings)
+    if connection := request.environ.get("gunicorn.socket"):
+        # Without it a client that stops sending holds this thread for good; gunicorn
+        # sets the socket's mode again for the connection's next request.
+        connection.settimeout(settings.upload_idle_timeout)
+    name = uploads.filename_of(
+        request.args.get("filename"), request.headers.get("Content-Disposition")
+    )
+    try:
+        source = uploads.store(task_id, request.stream, settings, request.content_length, name)
+    except uploads.UploadRefused as error:
+        return {"error": str(error)}, error.status
     try:
         return enqueue(Task(id=task_id, source=source, **options))
     except (BrokerUnavailable, StoreUnavailable):

@@ -6,7 +6,8 @@
     colsum status ID | list | active | cancel ID
 
 Exit codes for scripts: 0 done (or the request succeeded), 1 the task failed or was
-cancelled, 2 the request was refused (4xx), 3 the service is unreachable or broken (5xx).
+cancelled, 2 the request was refused (4xx), 3 the service is unreachable or broken (5xx),
+130 interrupted by Ctrl-C (a task already submitted goes on).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from tqdm import tqdm
 from colsum import jsoncodec
 
 DONE, FAILED, REFUSED, UNAVAILABLE = 0, 1, 2, 3
+INTERRUPTED = 130  # Ctrl-C, as shells count it
 
 
 class ServiceError(Exception):
@@ -52,7 +55,11 @@ class Client:
                 message = response.text[:200]
             code = REFUSED if response.status_code < 500 else UNAVAILABLE
             raise ServiceError(f"{response.status_code}: {message}", code)
-        return jsoncodec.loads(response.text)  # sums are exact decimals: keep every digit
+        try:
+            return jsoncodec.loads(response.text)  # sums are exact decimals: keep every digit
+        except ValueError:
+            message = f"{self.url} answered {method} {path} with something that is not JSON"
+            raise ServiceError(f"{message}: is --url a Colsum service?", UNAVAILABLE) from None
 
 
 def source_of(target: str) -> dict[str, str]:
@@ -62,15 +69,19 @@ def source_of(target: str) -> dict[str, str]:
     return {"storage": "local", "path": target}
 
 
+# Delimiters that are hard to type on a command line (or to quote), by name.
+DELIMITERS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
 def submit(client: Client, args: argparse.Namespace) -> dict:
     options: dict[str, Any] = {}
     if args.header is not None:
         options["header"] = args.header
     if args.delimiter:
-        # A tab is hard to type on a command line: '\t' and 'tab' mean one.
-        options["delimiter"] = "\t" if args.delimiter in ("\\t", "tab") else args.delimiter
+        options["delimiter"] = DELIMITERS.get(args.delimiter.lower(), args.delimiter)
     if args.upload:
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in options.items()}
+        query["filename"] = Path(args.target).name
         headers = {"Content-Type": "text/csv"}
         try:
             with Path(args.target).open("rb") as body:
@@ -112,6 +123,8 @@ def show(task: dict, as_json: bool) -> None:
         return
     source = task["source"]
     where = source.get("path") or f"s3://{source['bucket']}/{source['key']}"
+    if source.get("filename"):
+        where += f" ({source['filename']})"
     print(f"{task['id']}  {task['status']}  {where}")
     if task.get("error"):
         print(f"error: {task['error']}")
@@ -124,6 +137,13 @@ def show(task: dict, as_json: bool) -> None:
             print(f"time: {task['run_seconds']} s{speed}")
         for column in task["result"]["columns"]:
             print(f"  column {column['column']:>4}  {column['name'] or '':<20} {column['sum']}")
+
+
+def next_page(args: argparse.Namespace, cursor: str, default_url: str) -> str:
+    """The command that lists the next page of the same listing, from the same service."""
+    status = f" --status {shlex.quote(args.status)}" if args.status else ""
+    url = f" --url {shlex.quote(args.url)}" if args.url != default_url else ""
+    return f"colsum list{status} --limit {args.limit} --cursor {cursor}{url}"
 
 
 def exit_code(task: dict) -> int:
@@ -152,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--upload", action="store_true", help="send the local file itself")
     sub.add_argument("--wait", action="store_true", help="follow the task to its end")
     sub.add_argument("--header", action=argparse.BooleanOptionalAction, default=None)
-    sub.add_argument("--delimiter", help="one character; '\\t' or 'tab' for a tab")
+    sub.add_argument("--delimiter", help="one character, or tab ('\\t'), comma, semicolon, pipe")
     command("status", "show a task").add_argument("id")
     listing = command("list", "the newest tasks")
     listing.add_argument("--status")
@@ -167,7 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             task = submit(client, args)
             if args.wait:
-                task = wait(client, task, quiet=args.json)
+                try:
+                    task = wait(client, task, quiet=args.json)
+                except KeyboardInterrupt:
+                    print(
+                        f"colsum: stopped waiting; task {task['id']} goes on "
+                        f"(colsum status {task['id']}, or colsum cancel {task['id']})",
+                        file=sys.stderr,
+                    )
+                    return INTERRUPTED
             show(task, args.json)
             return exit_code(task)
         if args.command == "status":
@@ -195,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         if not page["tasks"]:
             print("no tasks", file=sys.stderr)
         if page["next_cursor"]:
-            print(f"more: colsum list --cursor {page['next_cursor']}", file=sys.stderr)
+            print(f"more: {next_page(args, page['next_cursor'], url)}", file=sys.stderr)
         return DONE
     except ServiceError as error:
         print(f"colsum: {error}", file=sys.stderr)
         return error.code
+    except KeyboardInterrupt:  # an upload cut off this way is not kept by the service
+        print("colsum: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

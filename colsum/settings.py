@@ -71,6 +71,10 @@ class Settings:
     # A queued record whose message may be lost (queue purged or deleted) is published
     # again after waiting this long, at most once per this many seconds.
     queued_grace: float = 300.0
+    # The largest upload (POST /tasks with a CSV body) the backend keeps, in bytes; 0: any.
+    upload_max_bytes: int = 10 << 30
+    # Seconds an upload may go without a byte arriving before it is dropped (its thread freed).
+    upload_idle_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -142,4 +146,6 @@ class Settings:
             webhook_timeout=number("WEBHOOK_TIMEOUT", defaults.webhook_timeout),
             web_threads=number("WEB_THREADS", defaults.web_threads, int),
             queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
+            upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
+            upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
         )

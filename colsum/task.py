@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,8 +32,26 @@ class TaskStatus(StrEnum):
 TASK_ID = r"[0-9a-f]{32}"
 
 
+FILENAME_MAX = 255
+
+
 class _Source(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    # For an upload, the name the file had on the client's machine. Shown to people, never
+    # opened: the file is where `path` or `key` says.
+    filename: str | None = None
+
+    @field_validator("filename")
+    @classmethod
+    def _printable_name(cls, name: str | None) -> str | None:
+        """The last part of what the client sent, without control or bidi-override
+        characters (which could fake a line in a log or another name), at most 255."""
+        if name is None:
+            return None
+        name = re.split(r"[/\\]", name)[-1]
+        name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
+        return name.strip()[:FILENAME_MAX].strip() or None
 
 
 class LocalSource(_Source):
@@ -161,7 +180,7 @@ class Task:
         return {
             "id": self.id,
             "status": self.status.value,
-            "source": self.source.model_dump(),
+            "source": self.source.model_dump(exclude_none=True),
             "header": self.header,
             "delimiter": self.delimiter,
             "created_at": self.created_at,
@@ -218,7 +237,7 @@ class Task:
         record = {
             "id": self.id,
             "status": self.status.value,
-            "source": self.source.model_dump_json(),
+            "source": self.source.model_dump_json(exclude_none=True),
             "header": jsoncodec.dumps(self.header),
             "delimiter": self.delimiter,
             "created_at": self.created_at,

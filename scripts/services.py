@@ -11,10 +11,12 @@ message says exactly what to do. Only services this script started are stopped a
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,20 +45,35 @@ def say(message: str) -> None:
     print(f"services: {message}", file=sys.stderr, flush=True)
 
 
+def masked(url: str) -> str:
+    """The URL as it may be printed: its password, if any, as ***. A pattern, not a URL
+    parser, so that a malformed URL is masked too (up to its last @, if in doubt)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*):.*@", r"\1:***@", url)
+
+
+def place(url: str, default_port: int) -> tuple[str | None, int]:
+    """(host, port) of a service URL; no host when the URL cannot be read."""
+    try:
+        parts = urlsplit(url)
+        return parts.hostname, parts.port or default_port
+    except ValueError:
+        return None, default_port
+
+
 def redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
-    except redis.RedisError:
+    except (redis.RedisError, ValueError):  # ValueError: not a redis:// URL
         return False
 
 
 def rabbitmq_answers(url: str) -> bool:
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 2
     try:
+        parameters = pika.URLParameters(url)
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = 2
         pika.BlockingConnection(parameters).close()
-    except Exception:
+    except Exception:  # pika raises many kinds, a bad URL's among them
         return False
     return True
 
@@ -159,32 +176,47 @@ def ensure(settings: Settings) -> tuple[bool, list[list[str]]]:
     """(all services answer, commands that stop the ones started here)."""
     stoppers: list[list[str]] = []
     ok = True
-    redis_url = urlsplit(settings.redis_url)
+    redis_host, redis_port = place(settings.redis_url, 6379)
     if not redis_answers(settings.redis_url):
-        stop = start_redis(redis_url.port or 6379) if redis_url.hostname in LOCAL_HOSTS else None
+        stop = start_redis(redis_port) if redis_host in LOCAL_HOSTS else None
         if stop is None or not wait_for(lambda: redis_answers(settings.redis_url), 15):
-            say(f"Redis does not answer at {settings.redis_url}")
+            say(f"Redis does not answer at {masked(settings.redis_url)}")
             ok = False
         stoppers += [stop] if stop else []
     if not rabbitmq_answers(settings.amqp_url):
-        local = urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS
+        local = place(settings.amqp_url, 5672)[0] in LOCAL_HOSTS
         stop = start_rabbitmq(settings.amqp_url) if local else None
         if stop is None or not wait_for(lambda: rabbitmq_answers(settings.amqp_url), 90):
-            say(f"RabbitMQ does not answer at {settings.amqp_url}")
+            say(f"RabbitMQ does not answer at {masked(settings.amqp_url)}")
             ok = False
         stoppers += [stop] if stop else []
     return ok, stoppers
 
 
-def announce(settings: Settings) -> None:
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens where the backend would: binding as gunicorn does (with
+    SO_REUSEADDR, so connections closing from an earlier run do not count) fails."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        return error.errno == errno.EADDRINUSE
+    return False
+
+
+def announce(settings: Settings, stopped: threading.Event) -> None:
+    """Once the backend answers, say where everything is; nothing if the command stopped
+    first (its backend failed: what answers would be someone else's)."""
     api = f"http://{settings.host}:{settings.port}"
-    for _ in range(600):
+    while not stopped.is_set():
         try:
             with urllib.request.urlopen(f"{api}/readyz", timeout=1):
                 break
         except OSError:
-            time.sleep(0.5)
-    else:
+            stopped.wait(0.5)
+    if stopped.is_set():
         return
     print(
         f"""
@@ -209,7 +241,8 @@ def main() -> int:
     parser.add_argument(
         "--announce",
         action="store_true",
-        help="once the backend answers, print where the API, docs and metrics are",
+        help="once the backend answers, print where the API, docs and metrics are; first, "
+        "refuse to start when HOST:PORT is taken",
     )
     parser.add_argument(
         "--tool",
@@ -230,15 +263,23 @@ def main() -> int:
     if missing and not apt_install(*sorted(set(missing.values()))):
         packages = " ".join(sorted(set(missing.values())))
         say(f"{', '.join(missing)} missing: install the Debian packages {packages}")
-    ok, stoppers = ensure(Settings.from_env())
+    settings = Settings.from_env()
+    if args.announce and port_in_use(settings.host, settings.port):
+        say(
+            f"port {settings.port} is in use on {settings.host}: another Colsum? "
+            f"Stop it, or choose another port: make run PORT={settings.port + 1}"
+        )
+        return 1
+    ok, stoppers = ensure(settings)
     if not ok:
         print(HELP, file=sys.stderr)
         if not args.optional:
             return 1
     child = subprocess.Popen(args.command)
+    stopped = threading.Event()
     if args.announce:
         # A daemon thread: it only waits for the backend to answer, then prints once.
-        threading.Thread(target=announce, args=(Settings.from_env(),), daemon=True).start()
+        threading.Thread(target=announce, args=(settings, stopped), daemon=True).start()
 
     # Ctrl-C reaches the child too (same process group); let it stop its own processes,
     # and pass SIGTERM on. Handlers, unlike SIG_IGN, are not inherited by the child.
@@ -251,6 +292,7 @@ def main() -> int:
     try:
         return child.wait()
     finally:
+        stopped.set()
         for stop in stoppers:
             say(f"stopping what was started: {' '.join(stop)}")
             subprocess.run(stop, check=False, stdout=subprocess.DEVNULL)

@@ -59,6 +59,7 @@ async function submit(event) {
   if (file && file.size > 0) {
     const query = new URLSearchParams(
       Object.entries(options).map(([name, value]) => [name, String(value)]));
+    query.set("filename", file.name);  // kept as source.filename, for people to read
     request = fetch(`${form.dataset.api}?${query}`, {
       method: "POST", headers: { "Content-Type": "text/csv" }, body: file });
   } else if (source) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,10 +25,21 @@ def test_it_names_the_dashboard_api_docs_metrics_and_data(settings, services, ca
     api = services.backend()
     port = urlsplit(api).port
 
-    load_services_script().announce(dataclasses.replace(settings, port=port))
+    load_services_script().announce(dataclasses.replace(settings, port=port), threading.Event())
 
     printed = capsys.readouterr().out
     assert "Colsum is up." in printed
     for where in ("/\n", "/tasks", "/docs/", "/executors", "/metrics"):
         assert f"{api}{where}" in printed, where
     assert str(settings.data_dir) in printed
+
+
+def test_it_says_nothing_once_the_command_it_ran_has_stopped(settings, services, capsys):
+    """What answers then is some other backend: this run's own failed."""
+    port = urlsplit(services.backend()).port
+    stopped = threading.Event()
+    stopped.set()
+
+    load_services_script().announce(dataclasses.replace(settings, port=port), stopped)
+
+    assert "Colsum is up" not in capsys.readouterr().out

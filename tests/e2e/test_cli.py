@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import http.server
 import json
 import os
 import pty
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -143,7 +145,108 @@ def test_list_says_how_to_get_the_next_page(api):
     first = colsum(api, "list", "--limit", "2")
     assert first.stdout.count("sample.csv") == 2
     hint = first.stderr.strip()
-    assert hint.startswith("more: colsum list --cursor ")
-    rest = colsum(api, "list", "--limit", "2", "--cursor", hint.split()[-1])
+    assert hint.startswith("more: colsum list --limit 2 --cursor ")
+    rest = colsum(api, *hint.removeprefix("more: colsum ").split())
     assert rest.stdout.count("sample.csv") == 1
     assert "more:" not in rest.stderr
+
+
+def test_the_next_page_hint_keeps_the_status_and_the_limit(settings, api):
+    (settings.data_dir / "bad.csv").write_text("a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,x\n")
+    for name in ("bad.csv", "sample.csv", "bad.csv", "bad.csv"):
+        colsum(api, "submit", name, "--wait")
+    first = colsum(api, "list", "--status", "failed", "--limit", "2")
+    hint = first.stderr.strip()
+    assert hint.startswith("more: colsum list --status failed --limit 2 --cursor ")
+    rest = colsum(api, *hint.removeprefix("more: colsum ").split())
+    assert rest.stdout.count("bad.csv") == 1 and "sample.csv" not in rest.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "delimiter"), [("semicolon", ";"), ("pipe", "|"), ("comma", ","), ("TAB", "\t")]
+)
+def test_a_delimiter_may_be_named(api, tmp_path, name, delimiter):
+    path = tmp_path / "named.csv"
+    path.write_text(
+        delimiter.join("abcdefghij") + "\n" + delimiter.join("123456789") + f"{delimiter}4.5\n"
+    )
+    run = colsum(api, "--json", "submit", str(path), "--upload", "--delimiter", name, "--wait")
+    task = json.loads(run.stdout, parse_float=Decimal)
+    assert task["delimiter"] == delimiter
+    assert task["result"]["columns"][0]["sum"] == Decimal("4.5")
+
+
+def test_an_upload_keeps_the_name_of_the_file(api, tmp_path):
+    path = tmp_path / "sales-2026-11.csv"
+    path.write_text("a,b,c,d,e,f,g,h,i,j\n1,2,3,4,5,6,7,8,9,10\n")
+    run = colsum(api, "submit", str(path), "--upload")
+    assert run.returncode == 0, run.stderr
+    assert "(sales-2026-11.csv)" in run.stdout.splitlines()[0]
+    task_id = run.stdout.split()[0]
+    shown = json.loads(colsum(api, "--json", "status", task_id).stdout)
+    assert shown["source"]["filename"] == "sales-2026-11.csv"
+
+
+@pytest.fixture
+def not_colsum():
+    """A web server that answers every GET 200 with an HTML page."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_answer_that_is_not_json_is_a_message_not_a_traceback(not_colsum):
+    run = colsum(not_colsum, "active")
+    assert run.returncode == 3
+    assert "Traceback" not in run.stderr
+    assert run.stderr == (
+        f"colsum: {not_colsum} answered GET /tasks/active with something that is not JSON: "
+        "is --url a Colsum service?\n"
+    )
+
+
+def test_the_next_page_hint_names_the_service_it_listed(api):
+    for _ in range(2):
+        colsum(api, "submit", "sample.csv")
+    hint = colsum(api, "list", "--limit", "1").stderr.strip()
+    assert hint.endswith(f" --url {api}")
+
+
+def test_ctrl_c_while_waiting_says_the_task_goes_on_and_exits_130(services):
+    slow = slow_source(release=threading.Event())
+    api = services.backend()
+    services.executor(**slow.env)
+    target = f"s3://{slow.bucket}/hung.csv"
+    command = [sys.executable, "-m", "colsum.cli", "--url", api, "submit", target, "--wait"]
+    waiting = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def running() -> str | None:
+        tasks = json.loads(colsum(api, "--json", "list", "--status", "running").stdout)["tasks"]
+        return tasks[0]["id"] if tasks else None
+
+    task_id = wait_for(running)
+
+    waiting.send_signal(signal.SIGINT)
+    _, stderr = waiting.communicate(timeout=30)
+
+    assert waiting.returncode == 130
+    assert "Traceback" not in stderr
+    assert (
+        f"colsum: stopped waiting; task {task_id} goes on (colsum status {task_id}, "
+        f"or colsum cancel {task_id})"
+    ) in stderr
+    assert json.loads(colsum(api, "--json", "status", task_id).stdout)["status"] == "running"
