@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 MAX_WAIT = 60.0  # seconds a long poll may last
-UPLOAD_LIMIT = 1 << 50  # uploads are bounded by the disk, not by MAX_CONTENT_LENGTH
+UPLOAD_LIMIT = 1 << 50  # uploads are bounded by UPLOAD_MAX_BYTES, not by MAX_CONTENT_LENGTH
 DEFAULT_LIMIT = 20
 # Threads of a worker process that a long poll may never take: they serve everything
 # else (/healthz, POST /tasks, GET /tasks/<id>) however many clients wait.
