@@ -27,6 +27,8 @@ from tests.conftest import Service, Services, delete_bucket, remove_test_data, w
 
 TASK_TIME_LIMIT = 20  # seconds: a hostile task that hangs fails well inside the corpus
 UPLOAD_MAX_BYTES = 1 << 20
+# The redirect case needs one allowed receiver (both the backend and executors check).
+WEBHOOK_ALLOWED_HOSTS = "127.0.0.2"
 MAX_BODY = 4 << 20  # a record bigger than this is itself a failure (an unbounded result)
 EXECUTORS = 2
 
@@ -101,8 +103,7 @@ class Corpus:
             TASK_TIME_LIMIT=str(TASK_TIME_LIMIT),
             WEBHOOK_ATTEMPTS="2",
             WEBHOOK_BACKOFF="0.2",
-            # The redirect case needs one allowed receiver that answers with a redirect.
-            WEBHOOK_ALLOWED_HOSTS="127.0.0.2",
+            WEBHOOK_ALLOWED_HOSTS=WEBHOOK_ALLOWED_HOSTS,
             OUTBOX_GRACE="600",  # the long-poll case keeps an unpublished record queued
         )
         self.executors.append(service)
@@ -196,7 +197,9 @@ def corpus(redis_url: str, amqp_url: str, moto_url: str, tmp_path_factory) -> It
     s3.create_bucket(Bucket=bucket)
     services = Services(settings, root)
     try:
-        api = services.backend(UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES))
+        api = services.backend(
+            UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES), WEBHOOK_ALLOWED_HOSTS=WEBHOOK_ALLOWED_HOSTS
+        )
         corpus = Corpus(settings, services, api, services.started[0], bucket)
         for _ in range(EXECUTORS):
             corpus.start_executor()
