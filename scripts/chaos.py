@@ -5,7 +5,8 @@
 Starts a Redis of its own (AOF, its own port and data directory) and uses a RabbitMQ vhost
 of its own, runs the backend and 3 executors, and submits tasks of mixed sizes: most must
 end `done` with exact sums, a few with bad CSV must fail naming the line, and a few poison
-ones (files that block their reader) are SIGKILLed with whichever executor picks them up,
+ones (S3 objects whose body never arrives, from a stalling endpoint of the check's own)
+are SIGKILLed with whichever executor picks them up,
 every time, until the delivery limit fails them. Meanwhile it SIGKILLs a random busy
 executor every few seconds and starts a replacement, and restarts Redis and RabbitMQ once
 (`--restart-broker` restarts the whole broker; without it, the broker closes every
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.csvfiles import write_numbers  # noqa: E402
+from tests.slowsource import SlowSource  # noqa: E402
 
 EXECUTORS = 3
 
@@ -93,6 +96,10 @@ class Chaos:
             "STOP_GRACE": "5",
             "LOG_LEVEL": "INFO",
         }
+        # Poison tasks read from here: the header, then nothing, for as long as they live.
+        header, row = b"a,b,c,d,e,f,g,h,i,j\n", b"1,2,3,4,5,6,7,8,9,10\n"
+        self.stalling = SlowSource(header + row, len(header), release=threading.Event())
+        self.env |= self.stalling.env
         self.api = f"http://127.0.0.1:{self.api_port}"
 
     # -- the pieces ---------------------------------------------------------------------
@@ -181,7 +188,6 @@ class Chaos:
             files[name] = Expected("bad")
         for n in range(poison):
             name = f"poison-{n}.csv"
-            os.mkfifo(self.data / name)  # no writer ever: whoever opens it blocks
             files[name] = Expected("poison")
         return files
 
@@ -223,9 +229,10 @@ class Chaos:
 
     def submit(self, name: str) -> str:
         for _ in range(100):
-            response = requests.post(
-                f"{self.api}/tasks", json={"storage": "local", "path": name}, timeout=10
-            )
+            source = {"storage": "local", "path": name}
+            if name.startswith("poison-"):
+                source = self.stalling.source(name)
+            response = requests.post(f"{self.api}/tasks", json=source, timeout=10)
             if response.status_code == 202:
                 return response.json()["id"]
             time.sleep(0.2)  # 503 while something restarts: as a client would, try again

@@ -5,9 +5,7 @@ With CI=true a service that does not answer fails the run; elsewhere its tests a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import http.server
 import os
 import resource
 import shutil
@@ -36,6 +34,7 @@ from colsum.s3client import make_client
 from colsum.settings import Settings
 from colsum.store import TaskStore
 from colsum.task import LocalSource, S3Source, Task
+from tests.slowsource import SlowSource
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -402,69 +401,5 @@ def finished(store: TaskStore, task_id: str) -> Task | None:
     return task if task and task.status.finished else None
 
 
-class SlowSource:
-    """An S3 endpoint of the test's own whose every object is a small CSV served slowly: the
-    header at once, the row after `seconds` or once `release` is set. For tests that need a
-    task to keep running: a source that legitimately takes its time (a FIFO under DATA_DIR,
-    which served this before, is refused as not a regular file). Executors reach it with
-    `env`; a reader that dies leaves nothing behind, as each read is a request of its own.
-    """
-
-    bucket = "slow-bucket"
-
-    def __init__(self, seconds: float = 0, release: threading.Event | None = None) -> None:
-        body = (HEADER + ROW).encode()
-        split = len(HEADER)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _head(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/csv")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", '"slow"')
-                self.send_header("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT")
-                self.end_headers()
-
-            def do_HEAD(self) -> None:
-                self._head()
-
-            def do_GET(self) -> None:
-                self._head()
-                with contextlib.suppress(OSError):
-                    self.wfile.write(body[:split])
-                    self.wfile.flush()
-                    if release is None:
-                        time.sleep(seconds)
-                    else:
-                        release.wait()
-                    self.wfile.write(body[split:])
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What an executor needs to read from here (with no read timeout to speak of)."""
-        return {
-            "AWS_URL": f"http://127.0.0.1:{self.server.server_port}",
-            "AWS_ID": "testing",
-            "AWS_SECRET": "testing",
-            "S3_READ_TIMEOUT": "600",
-        }
-
-    def source(self, key: str = "slow.csv") -> dict[str, str]:
-        """The task source, as a POST /tasks body."""
-        return {"storage": "s3", "bucket": self.bucket, "key": key}
-
-    def s3(self, key: str = "slow.csv") -> S3Source:
-        return S3Source(bucket=self.bucket, key=key)
-
-
 def slow_source(seconds: float = 0, release: threading.Event | None = None) -> SlowSource:
-    return SlowSource(seconds, release)
+    return SlowSource((HEADER + ROW).encode(), len(HEADER), seconds, release)
