@@ -2,9 +2,10 @@
 
 It answers only when it can prove its answer exact, and otherwise returns None so that the
 chunk goes to the exact path, which also names the line of any error. It steps aside for:
-quotes in the chunk, blank lines, a row of another width, a cell Polars cannot read as a
-decimal (text, spaces, too many digits), a cell with an exponent or more than 9 decimals
-(the cast would round them), and a sum that overflows 38 digits (Polars raises).
+quotes in the chunk, a CR that is not part of a CRLF, blank lines, a row of another width,
+a cell Polars cannot read as a decimal (text, spaces, too many digits), a cell with an
+exponent or more than 9 decimals (the cast would round them), and a sum that overflows 38
+digits (Polars raises).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def sum_chunk(
     """(rows, exact column sums, lines) of a chunk of whole records; None: use the exact path."""
     if b'"' in data or width < 2:
         return None  # quoted fields may hold delimiters and newlines: counts prove nothing
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None  # a lone CR: part of a field here, an error on the exact path
     wanted = sorted({*indexes, width - 1})
     try:
         frame = pl.read_csv(
@@ -43,7 +46,9 @@ def sum_chunk(
     rows = frame.height  # and, with no quotes and no blank lines, as many lines
     if not indexes:
         return rows, [], rows
-    names = [frame.columns[wanted.index(i)] for i in indexes]
+    # `wanted` is `indexes` (sorted) and maybe the last column after them, so the summed
+    # columns come first. Read `frame.columns` once: each read builds the whole list.
+    names = frame.columns[: len(indexes)]
     try:
         *sums, inexact = frame.select(
             *[pl.col(name).cast(DECIMAL).sum() for name in names],

@@ -6,6 +6,10 @@ fast path (Polars, on all cores) when that can prove its answer exact, else by t
 path here (Python's csv module and Decimal), which is also the one that names the line and
 column of an error. Both add exactly, so the sums do not depend on which path ran or on
 where the chunks were cut.
+
+Whatever the input, the work is linear in its size and bounded in memory: a cell is at
+most MAX_DIGITS digits with an exponent within MAX_EXPONENT, a result at most MAX_COLUMNS
+sums and MAX_RESULT bytes, a record at most MAX_RECORD bytes.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from typing import Any, BinaryIO
 
-from colsum.errors import InvalidCSV, TaskInterrupted
+from colsum import jsoncodec
+from colsum.errors import InvalidCSV, PermanentError, TaskInterrupted
+from executor import chunks as records
 from executor import fastsum
-from executor.chunks import MAX_RECORD, RecordTooLong, chunks, first_record_end
+from executor.chunks import FirstRecord, RecordTooLong, chunks
 
 EVERY = 10
 CHUNK_SIZE = 8 << 20
@@ -29,10 +35,29 @@ CHUNK_SIZE = 8 << 20
 SMALL_CHUNK = 64 << 10
 FIRST_READ = 64 << 10
 BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's begin the same way
+
+# What a summed cell may be, so that no sum grows beyond a few thousand digits: at most
+# MAX_DIGITS significant digits, and an adjusted exponent (the power of ten of its first
+# digit, 2 for 123.4) between -MAX_EXPONENT and MAX_EXPONENT.
+MAX_DIGITS = 1000
+MAX_EXPONENT = 1000
+# What a result may be: it is stored in Redis and served whole on every GET.
+MAX_COLUMNS = 20_000  # summed columns, for a row of up to 200,009 fields
+MAX_RESULT = 4 << 20  # bytes of the result as JSON
+SHOWN = 80  # characters of a cell that an error message echoes
+CHECK_EVERY = 4096  # records the exact path reads between two looks at `cancel`
+LONE_CR = "a carriage return (CR) that is not followed by a newline: end lines with LF or CRLF"
+# A file sent with the wrong delimiter reads as one field a row; these may split it.
+DELIMITERS = (",", ";", "\t", "|")
 
 # Decimal's default context rounds to 28 digits; this one is wide enough for any sum of
 # parsed cells, and traps Inexact so that a rounding could never pass silently.
 EXACT = Context(prec=10**9, Emax=10**9, Emin=-(10**9), traps=[Inexact, InvalidOperation])
+
+# The csv module's own bound (128 KiB a field) would fail a long text field that the fast
+# path reads fine; MAX_RECORD bounds every field already.
+csv.field_size_limit(records.MAX_RECORD)
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,7 @@ class Layout:
 
     width: int
     delimiter: str
+    hint: str | None = None  # for a one-field first row: a delimiter that splits it
 
     @property
     def indexes(self) -> range:
@@ -80,13 +106,16 @@ def exact_number(value: Decimal) -> int | Decimal:
 
 def parse_number(cell: str) -> Decimal | None:
     """The cell's exact value; None for an empty cell. ValueError if it is not a number."""
+    # Decimal also reads digits of other scripts (Arabic-Indic, full-width), NaN, Infinity
+    # and 1_000, which no CSV writer means as a number.
+    if not cell.isascii():
+        raise ValueError(cell)
     try:
         value = Decimal(cell)
     except InvalidOperation:
         if cell.strip():
             raise ValueError(cell) from None
         return None
-    # Decimal also reads NaN, Infinity and 1_000, which no CSV writer means as a number.
     if not value.is_finite() or "_" in cell:
         raise ValueError(cell)
     return value
@@ -104,38 +133,42 @@ def sum_columns(
     `header`: True or False forces it; None takes the first record as a header when one of
     its summed cells is not a number. Blank lines are skipped. A cell that is not a number
     or a record of another width raises InvalidCSV naming the line as an editor numbers it.
-    Setting `cancel` stops the work at the next chunk with TaskInterrupted; `on_rows` is
-    told the rows summed so far after each chunk.
+    `on_rows` is told the rows summed so far after each chunk.
+
+    Cancelling: whatever the input, once `cancel` is set this raises TaskInterrupted within
+    about a second (it looks at the event between reads, between chunks and every
+    CHECK_EVERY records of the exact path), leaving no work running behind it. The worker
+    relies on this to stop a task on DELETE or at its time limit.
     """
-    start, line, whole = _first_record(stream)
-    if start is None:
+    _check_delimiter(delimiter)
+    check = _checker(cancel)
+    start, end, line, whole = _first_record(stream, check)
+    if not start:
         return Sums(rows=0, columns=[])
-    end = first_record_end(start)
     record = start[:end] if end != -1 else start
     first = _parse_record(record, delimiter, line)
-    layout = Layout(width=len(first), delimiter=delimiter)
+    layout = _layout(first, delimiter, line)
     if header is None:
         header = any(_is_not_number(first[i]) for i in layout.indexes)
     names = [first[i] if header else None for i in layout.indexes]
     if header:
         start, line = start[len(record) :], line + record.count(b"\n")
+    _check_size(_sums(layout, names, 0, [Decimal(0)] * len(names)))  # before a long read
 
-    summer = _ChunkSummer(layout, line)
+    summer = _ChunkSummer(layout, line, check)
     rows, totals = 0, [Decimal(0)] * len(layout.indexes)
     if whole:  # the file was read whole already: no threads, no buffers
         with localcontext(EXACT):
             rows, totals = _add(rows, totals, summer(start)) if start else (rows, totals)
         if on_rows is not None:
             on_rows(rows)
-        return _sums(layout, names, rows, totals)
+        return _check_size(_sums(layout, names, rows, totals))
     with localcontext(EXACT), ThreadPoolExecutor(1, thread_name_prefix="sum") as pool:
         # Each chunk is summed on the helper thread while this one reads the next: Polars
         # releases the GIL. One thread, so chunks are summed in order and lines add up.
         pending: Future[tuple[int, list[Decimal]]] | None = None
         try:
-            for data in chunks(stream, CHUNK_SIZE, start):
-                if cancel is not None and cancel.is_set():
-                    raise TaskInterrupted("cancelled")
+            for data in chunks(stream, CHUNK_SIZE, start, check):
                 following = pool.submit(summer, data)
                 if pending is not None:
                     rows, totals = _add(rows, totals, pending.result())
@@ -146,11 +179,47 @@ def sum_columns(
             if pending is not None:
                 pending.result()  # an error in an earlier chunk comes first
             raise InvalidCSV(f"line {summer.line}: {error}; is a quote left open?") from None
+        except BaseException:
+            summer.stopped = True  # the chunk in hand stops at its next look
+            raise
         if pending is not None:
             rows, totals = _add(rows, totals, pending.result())
     if on_rows is not None:
         on_rows(rows)
-    return _sums(layout, names, rows, totals)
+    return _check_size(_sums(layout, names, rows, totals))
+
+
+def _checker(cancel: threading.Event | None) -> Callable[[], None]:
+    def check() -> None:
+        if cancel is not None and cancel.is_set():
+            raise TaskInterrupted("cancelled")
+
+    return check
+
+
+def _check_delimiter(delimiter: str) -> None:
+    # The spec allows one ASCII character; this guards every other way in: the chunking,
+    # numpy's delimiter count and Polars all take the delimiter as one byte.
+    if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
+        raise PermanentError(
+            f"delimiter {delimiter!r} is not allowed: use one ASCII character, "
+            "not a quote or a line end"
+        )
+
+
+def _layout(first: list[str], delimiter: str, line: int) -> Layout:
+    summed = len(range(EVERY - 1, len(first), EVERY))
+    if summed > MAX_COLUMNS:
+        raise InvalidCSV(
+            f"line {line}: {len(first)} fields, {summed} columns to sum; "
+            f"at most {MAX_COLUMNS} ({MAX_COLUMNS * EVERY + EVERY - 1} fields)"
+        )
+    hint = None
+    if len(first) == 1:
+        splits = {d: first[0].count(d) for d in DELIMITERS if d != delimiter}
+        best = max(splits, key=lambda d: splits[d])
+        hint = best if splits[best] else None
+    return Layout(width=len(first), delimiter=delimiter, hint=hint)
 
 
 def _sums(layout: Layout, names: list[str | None], rows: int, totals: list[Decimal]) -> Sums:
@@ -159,6 +228,16 @@ def _sums(layout: Layout, names: list[str | None], rows: int, totals: list[Decim
         for i, name, total in zip(layout.indexes, names, totals, strict=True)
     ]
     return Sums(rows=rows, columns=columns)
+
+
+def _check_size(sums: Sums) -> Sums:
+    size = len(jsoncodec.dumps(sums.to_result()))
+    if size > MAX_RESULT:
+        raise InvalidCSV(
+            f"the result would be {size} bytes of JSON, at most {MAX_RESULT}: "
+            "are the header names very long?"
+        )
+    return sums
 
 
 def _add(
@@ -171,93 +250,161 @@ def _add(
 class _ChunkSummer:
     """Sums chunks in file order, keeping count of lines for the exact path's messages."""
 
-    def __init__(self, layout: Layout, first_line: int) -> None:
+    def __init__(self, layout: Layout, first_line: int, check: Callable[[], None]) -> None:
         self.layout = layout
         self.line = first_line  # the line the next chunk starts on
+        self.check = check
+        self.stopped = False  # set when the reading thread stopped: drop the chunk in hand
+
+    def _check(self) -> None:
+        if self.stopped:
+            raise TaskInterrupted("stopped")
+        self.check()
 
     def __call__(self, data: bytes) -> tuple[int, list[Decimal]]:
         layout = self.layout
+        self._check()
         fast = None
         if len(data) >= SMALL_CHUNK:
             fast = fastsum.sum_chunk(data, layout.width, layout.indexes, layout.delimiter)
         if fast is not None:
             rows, sums, lines = fast
         else:
-            rows, sums = exact_chunk(data, self.line, layout)
+            rows, sums = exact_chunk(data, self.line, layout, self._check)
             lines = data.count(b"\n")
         self.line += lines
         return rows, sums
 
 
-def exact_chunk(data: bytes, first_line: int, layout: Layout) -> tuple[int, list[Decimal]]:
-    """The reference: every record through Python's csv module, every cell through Decimal."""
+def exact_chunk(
+    data: bytes, first_line: int, layout: Layout, check: Callable[[], None] | None = None
+) -> tuple[int, list[Decimal]]:
+    """The reference: every record through Python's csv module, every cell through Decimal.
+
+    `check` is called every CHECK_EVERY records (it may raise to stop)."""
     # Only summed cells must be numbers; bytes that are not UTF-8 elsewhere (a Latin-1
     # name, say) do not matter, and in a summed cell they fail it as not a number.
-    text = data.decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter, strict=True)
+    reader = _reader(data, layout.delimiter, "surrogateescape")
     indexes = layout.indexes
     totals = [Decimal(0)] * len(indexes)
     rows = 0
     line = first_line
     with localcontext(EXACT):
         try:
-            for row in reader:
+            for count, row in enumerate(reader, 1):
                 if row:
                     _check_width(row, layout, line)
                     for slot, i in enumerate(indexes):
                         totals[slot] += _cell_value(row[i], line, i)
                     rows += 1
                 line = first_line + reader.line_num
+                if check is not None and not count % CHECK_EVERY:
+                    check()
         except csv.Error as error:
-            raise InvalidCSV(f"line {line}: malformed CSV ({error})") from None
+            raise _malformed(line, error) from None
     return rows, totals
+
+
+def _reader(data: bytes, delimiter: str, errors: str) -> Any:
+    # Decoded line by line: a 64 MiB record costs one line's text, not the whole chunk's
+    # text again (and StringIO's 4 bytes a character on top). newline="\n": only LF ends
+    # a line, so that line_num counts lines as the chunks (and an editor) do, and a lone
+    # CR outside quotes is an error here, not a line end here and a field byte for Polars.
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors=errors, newline="\n")
+    return csv.reader(text, delimiter=delimiter, strict=True)
+
+
+def _malformed(line: int, error: csv.Error) -> InvalidCSV:
+    if "new-line character seen in unquoted field" in str(error):
+        return InvalidCSV(f"line {line}: {LONE_CR}")
+    return InvalidCSV(f"line {line}: malformed CSV ({error})")
 
 
 def _cell_value(cell: str, line: int, index: int) -> Decimal:
     try:
         value = parse_number(cell)
     except ValueError:
-        raise InvalidCSV(f"line {line}, column {index + 1}: {cell!r} is not a number") from None
+        raise InvalidCSV(
+            f"line {line}, column {index + 1}: {_shown(cell)} is not a number"
+        ) from None
     if value is None:
         return Decimal(0)
-    if abs(value.adjusted()) > 10**8:
-        raise InvalidCSV(f"line {line}, column {index + 1}: {cell!r} is out of range")
+    if abs(value.adjusted()) > MAX_EXPONENT or (
+        len(cell) > MAX_DIGITS and len(value.as_tuple().digits) > MAX_DIGITS
+    ):
+        raise InvalidCSV(
+            f"line {line}, column {index + 1}: {_shown(cell)} is out of range: "
+            f"at most {MAX_DIGITS} digits and exponents up to {MAX_EXPONENT}"
+        )
     return value
+
+
+def _shown(cell: str) -> str:
+    """The cell as a message quotes it: a long one cut, so that a message stays a line."""
+    if len(cell) <= SHOWN:
+        return repr(cell)
+    return f"{cell[:SHOWN]!r}... ({len(cell)} characters)"
 
 
 def _check_width(row: list[str], layout: Layout, line: int) -> None:
     if len(row) != layout.width:
+        fields = "field" if layout.width == 1 else "fields"
+        hint = f" — is the delimiter {layout.hint!r}?" if layout.hint else ""
         raise InvalidCSV(
-            f"line {line}: expected {layout.width} fields like the first row, found {len(row)}"
+            f"line {line}: expected {layout.width} {fields} like the first row, "
+            f"found {len(row)}{hint}"
         )
 
 
-def _first_record(stream: BinaryIO) -> tuple[bytes | None, int, bool]:
-    """The start of the file from its first non-blank line, that line's number, and
-    whether that is the whole file."""
+def _first_record(stream: BinaryIO, check: Callable[[], None]) -> tuple[bytes, int, int, bool]:
+    """The start of the file from its first non-blank line, the offset just past its first
+    record (-1: the file ends first), that line's number, and whether that is the whole
+    file. Each byte is scanned once, so a quote left open costs a read of MAX_RECORD."""
     data = stream.read(FIRST_READ)  # small: most tasks in a busy queue are small files
     whole = len(data) < FIRST_READ  # a short read: the end of the file
+    _check_text(data)
     data = data.removeprefix(BOM)
     line = 1
-    while True:
+    while True:  # blank lines before the first record
         stripped = data.lstrip(b"\r\n")
-        line += data[: len(data) - len(stripped)].count(b"\n")
-        data = stripped
-        if whole or (data and first_record_end(data) != -1):
-            return (data or None), line, whole
-        if len(data) > MAX_RECORD:
-            raise InvalidCSV(f"line {line}: a record longer than {MAX_RECORD >> 20} MiB")
+        line += data.count(b"\n", 0, len(data) - len(stripped))
+        if stripped or whole:
+            break
+        check()
+        data = stream.read(FIRST_READ)
+        whole = len(data) < FIRST_READ
+    buffer = bytearray(stripped)
+    scanner = FirstRecord()
+    while (end := scanner.end(buffer)) == -1 and not whole:
+        if len(buffer) > records.MAX_RECORD:
+            if buffer.count(b"\r") > buffer.count(b"\r\n"):
+                raise InvalidCSV(f"line {line}: {LONE_CR}")
+            limit = records.MAX_RECORD >> 20
+            raise InvalidCSV(
+                f"line {line}: a record longer than {limit} MiB; is a quote left open?"
+            )
+        check()
         more = stream.read(FIRST_READ)
         whole = len(more) < FIRST_READ
-        data += more
+        buffer += more
+    return bytes(buffer), end, line, whole
+
+
+def _check_text(data: bytes) -> None:
+    """A NUL byte in the first read is not text (UTF-8 and Latin-1 text never holds one;
+    compressed files, spreadsheets and UTF-16 text almost always do early on)."""
+    if data.startswith(UTF16_BOMS):
+        raise InvalidCSV("not a CSV file Colsum reads: UTF-16 text; save it as UTF-8")
+    nul = data.find(b"\0")
+    if nul != -1:
+        raise InvalidCSV(f"not a CSV file: binary bytes at offset {nul}")
 
 
 def _parse_record(record: bytes, delimiter: str, line: int) -> list[str]:
-    text = record.decode("utf-8", errors="replace")
     try:
-        return next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+        return next(_reader(record, delimiter, "replace"))
     except csv.Error as error:
-        raise InvalidCSV(f"line {line}: malformed CSV ({error})") from None
+        raise _malformed(line, error) from None
 
 
 def _is_not_number(cell: str) -> bool:
