@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,9 @@ def submit(client: Client, args: argparse.Namespace) -> dict:
     return client.call("POST", "/tasks", json={**source_of(args.target), **options})
 
 
+POLL = 1  # seconds each long poll of `--wait` may last
+
+
 def wait(client: Client, task: dict, quiet: bool) -> dict:
     """Follow a task to its end, with a progress bar on a terminal."""
     bar = tqdm(
@@ -103,7 +107,13 @@ def wait(client: Client, task: dict, quiet: bool) -> dict:
     )
     with bar:
         while task["status"] in ("queued", "running"):
-            task = client.call("GET", f"/tasks/{task['id']}", params={"wait": 1})
+            asked = time.monotonic()
+            task = client.call("GET", f"/tasks/{task['id']}", params={"wait": POLL})
+            early = POLL - (time.monotonic() - asked)
+            if task["status"] in ("queued", "running") and early > 0:
+                # Answered before the wait was up though the task goes on: every long-poll
+                # slot of the backend is taken (it says Retry-After), so ask again later.
+                time.sleep(early)
             done = round(float(task.get("progress") or 0) * 100)
             bar.set_description(task["status"], refresh=False)
             if task.get("bytes_total"):

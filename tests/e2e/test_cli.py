@@ -250,3 +250,16 @@ def test_ctrl_c_while_waiting_says_the_task_goes_on_and_exits_130(services):
         f"or colsum cancel {task_id})"
     ) in stderr
     assert json.loads(colsum(api, "--json", "status", task_id).stdout)["status"] == "running"
+
+
+def test_submit_wait_does_not_hammer_a_backend_whose_long_poll_slots_are_taken(services):
+    # WEB_THREADS=2 leaves no slot for long polls: every ?wait answers at once.
+    api = services.backend(WEB_THREADS="2", WEB_CONCURRENCY="1")
+    slow = slow_source(seconds=3)
+    services.executor(**slow.env)
+    source = slow.source()
+    target = f"s3://{source['bucket']}/{source['key']}"
+    assert colsum(api, "submit", target, "--wait").returncode == 0
+    backend = services.started[0]
+    polls = backend.log.count("?wait=")
+    assert 0 < polls <= 8, f"{polls} polls for a task of about 3 s"
