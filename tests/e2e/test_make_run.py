@@ -83,8 +83,15 @@ def make_run(settings, tmp_path):
         return process, Output(process), f"http://127.0.0.1:{port}"
 
     yield start
+    # SIGTERM first: the supervisor runs each process in a session of its own, so a
+    # SIGKILL of this group alone would leave the backend and executors running.
     for process in started:
         if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
