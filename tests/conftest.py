@@ -86,20 +86,25 @@ def settings(request, redis_url: str, amqp_url: str, tmp_path: Path) -> Iterator
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     marker = request.node.get_closest_marker("settings")
-    yield Settings(
-        **(marker.kwargs if marker else {}),
+    yield own_settings(name, redis_url, amqp_url, data_dir, **(marker.kwargs if marker else {}))
+    remove_test_data(redis_url, amqp_url, name)
+
+
+def own_settings(
+    name: str, redis_url: str, amqp_url: str, data_dir: Path, **fields: object
+) -> Settings:
+    """Settings under `name` (Redis prefix, exchange, queue), quick to give up on storage;
+    `fields` add to them or change them."""
+    defaults = {"web_workers": 2, "storage_attempts": 2, "storage_max_wait": 0.1, "stop_grace": 5}
+    return Settings(
+        **{**defaults, **fields},
         redis_url=redis_url,
         amqp_url=amqp_url,
         data_dir=data_dir,
         redis_prefix=f"{name}:",
         amqp_exchange=name,
         amqp_queue=name,
-        web_workers=2,
-        storage_attempts=2,
-        storage_max_wait=0.1,
-        stop_grace=5,
     )
-    remove_test_data(redis_url, amqp_url, name)
 
 
 def remove_test_data(redis_url: str, amqp_url: str, name: str) -> None:

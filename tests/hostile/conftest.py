@@ -23,7 +23,14 @@ import requests
 
 from colsum.s3client import make_client
 from colsum.settings import Settings
-from tests.conftest import Service, Services, delete_bucket, remove_test_data, wait_for
+from tests.conftest import (
+    Service,
+    Services,
+    delete_bucket,
+    own_settings,
+    remove_test_data,
+    wait_for,
+)
 
 TASK_TIME_LIMIT = 20  # seconds: a hostile task that hangs fails well inside the corpus
 UPLOAD_MAX_BYTES = 1 << 20
@@ -172,16 +179,11 @@ def corpus(redis_url: str, amqp_url: str, moto_url: str, tmp_path_factory) -> It
     data_dir = root / "data"
     data_dir.mkdir()
     (data_dir / "good.csv").write_text(GOOD_CSV)
-    settings = Settings(
-        redis_url=redis_url,
-        amqp_url=amqp_url,
-        data_dir=data_dir,
-        redis_prefix=f"{name}:",
-        amqp_exchange=name,
-        amqp_queue=name,
-        web_workers=2,
-        storage_attempts=2,
-        storage_max_wait=0.1,
+    settings = own_settings(
+        name,
+        redis_url,
+        amqp_url,
+        data_dir,
         storage_budget=5,
         stop_grace=3,
         # A poison task dead-letters after its second delivery: today's crashing cases
