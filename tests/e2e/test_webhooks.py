@@ -8,8 +8,8 @@ import hashlib
 import hmac
 import http.client
 import http.server
-import ipaddress
 import json
+import re
 import socket
 import threading
 import time
@@ -145,17 +145,15 @@ def test_a_loopback_receiver_is_refused_by_default_and_gets_nothing(
 
 
 def test_a_host_name_of_a_private_address_is_refused_when_delivering(services, store, hooked):
-    name = socket.gethostname()
-    address = socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)[0][4][0]
-    if ipaddress.ip_address(address).is_global:
-        pytest.skip(f"this machine's name {name} resolves to a public address")
-    receiver = Receiver(failures=0, host="0.0.0.0")
+    # Made in the store, as POST /tasks would refuse this name before an executor sees it.
+    receiver = Receiver(failures=0)
     services.executor()
-    task_id = hooked(f"http://{name}:{receiver.server.server_port}/done")
+    task_id = hooked(f"http://localhost:{receiver.server.server_port}/done")
     webhook = wait_for(lambda: settled(store, task_id))
     receiver.server.shutdown()
     assert webhook["status"] == "failed"
-    assert webhook["last_error"].startswith(f"refused: callback_url resolves to {address}, a ")
+    loopback = r"refused: callback_url resolves to (127\.0\.0\.1|::1), a loopback address"
+    assert re.match(loopback, webhook["last_error"])
     assert receiver.bodies == []
 
 
