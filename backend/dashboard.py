@@ -24,6 +24,11 @@ RECENT = 20  # tasks the page shows, newest first
 FINISHED_UNDONE = (TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
+# Sums a task shows on the dashboard, which every open tab fetches each second: a result
+# of 20,000 columns would be megabytes a second. The rest are a click away, in the API.
+SHOWN_SUMS = 10
+
+
 @dataclass(frozen=True)
 class TaskRow:
     """A task as one table row: what an operator reads at a glance."""
@@ -36,7 +41,8 @@ class TaskRow:
     seconds: float | None  # running so far, or the whole run once finished
     mb_per_second: float | None
     error: str | None
-    sums: list[tuple[int, str | None, object]]  # (column, name, exact sum) once done
+    sums: list[tuple[int, str | None, object]]  # (column, name, exact sum): the first few
+    columns: int  # how many sums the result has in all
 
     @classmethod
     def of(cls, task: Task, now: datetime) -> TaskRow:
@@ -47,6 +53,7 @@ class TaskRow:
         if seconds and task.bytes_read:
             speed = round(task.bytes_read / 1e6 / seconds, 1)
         rows = task.result["rows"] if task.result else task.rows_read
+        columns = task.result["columns"] if task.result else []
         return cls(
             id=task.id,
             source=task.source.describe(),
@@ -57,9 +64,8 @@ class TaskRow:
             seconds=seconds,
             mb_per_second=speed,
             error=task.error,
-            sums=[(c["column"], c["name"], c["sum"]) for c in task.result["columns"]]
-            if task.result
-            else [],
+            sums=[(c["column"], c["name"], c["sum"]) for c in columns[:SHOWN_SUMS]],
+            columns=len(columns),
         )
 
 

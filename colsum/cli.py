@@ -161,6 +161,17 @@ def exit_code(task: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:  # `colsum list | head`: the reader has what it wanted
+        # Python's own advice: stdout to devnull, so that its flush at exit is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return DONE
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="colsum", description=__doc__.splitlines()[0])
     url = os.environ.get("COLSUM_URL", "http://127.0.0.1:8000")
     parser.add_argument("--url", default=url, help=f"the service (COLSUM_URL; now {url})")

@@ -52,7 +52,8 @@ def refusal(url: str, settings: Settings) -> str | None:
         parts = _parse(url)
         host = parts.hostname or ""
         if not _allowed(host, settings):
-            if host == "localhost" or host.endswith(".localhost"):
+            name = host.removesuffix(".")
+            if name == "localhost" or name.endswith(".localhost"):
                 raise Refused(_internal(host, "a loopback address"))
             _check(_literal(host))
     except Refused as error:
@@ -100,9 +101,16 @@ def _allowed(host: str, settings: Settings) -> bool:
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host written as one stands for, in any spelling the resolver takes:
+    `127.1`, `0x7f.1`, `2130706433` and `127.0.0.1.` all reach loopback."""
+    host = host.split("%")[0].removesuffix(".")
     try:
-        return ipaddress.ip_address(host.split("%")[0])
+        return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))  # the C library's own reading
+    except OSError:
         return None
 
 

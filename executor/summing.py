@@ -219,6 +219,11 @@ def _layout(first: list[str], delimiter: str, line: int) -> Layout:
         splits = {d: first[0].count(d) for d in DELIMITERS if d != delimiter}
         best = max(splits, key=lambda d: splits[d])
         hint = best if splits[best] else None
+        if splits[best] + 1 >= EVERY:  # that delimiter gives columns to sum; this one none
+            raise InvalidCSV(
+                f"line {line}: one field, which {best!r} splits into {splits[best] + 1}: "
+                f'is the delimiter {best!r}? (give it as "delimiter")'
+            )
     return Layout(width=len(first), delimiter=delimiter, hint=hint)
 
 
@@ -235,7 +240,7 @@ def _check_size(sums: Sums) -> Sums:
     if size > MAX_RESULT:
         raise InvalidCSV(
             f"the result would be {size} bytes of JSON, at most {MAX_RESULT}: "
-            "are the header names very long?"
+            "are the header names or the sums very long?"
         )
     return sums
 

@@ -222,8 +222,9 @@ def announce(settings: Settings, stopped: threading.Event) -> None:
         f"""
   Colsum is up.
     dashboard  {api}/
-    API        {api}/tasks      (try: curl -X POST {api}/tasks -H 'Content-Type: application/json'
-                                  -d '{{"storage":"local","path":"sample.csv"}}')
+    API        {api}/tasks      try it (both lines):
+      curl -X POST {api}/tasks -H 'Content-Type: application/json' \\
+           -d '{{"storage":"local","path":"sample.csv"}}'
     docs       {api}/docs/
     executors  {api}/executors
     metrics    {api}/metrics  (each executor's port: see /executors)

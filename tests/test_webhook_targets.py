@@ -99,3 +99,25 @@ def test_the_settings_read_a_host_list_and_a_strict_flag():
     assert Settings.from_env({}).webhook_allow_private is False
     with pytest.raises(ValueError, match="WEBHOOK_ALLOW_PRIVATE must be true or false"):
         Settings.from_env({"WEBHOOK_ALLOW_PRIVATE": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://127.1:9/", "127.0.0.1"),
+        ("http://0x7f.1:9/", "127.0.0.1"),
+        ("http://2130706433:9/", "127.0.0.1"),
+        ("http://017700000001:9/", "127.0.0.1"),
+        ("http://127.0.0.1.:9/", "127.0.0.1"),
+        ("http://0:9/", "0.0.0.0"),
+        ("http://10.1:9/", "10.0.0.1"),
+    ],
+)
+def test_every_spelling_the_resolver_takes_is_judged_at_submit_time(url: str, shown: str):
+    assert refusal(url, DEFAULTS).startswith(f"refused: callback_url resolves to {shown}, ")
+
+
+def test_localhost_with_a_trailing_dot_is_refused_at_submit_time():
+    assert refusal("http://localhost.:8000/", DEFAULTS).startswith(
+        "refused: callback_url resolves to localhost."
+    )

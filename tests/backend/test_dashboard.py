@@ -72,3 +72,15 @@ def test_the_script_and_styles_are_served(client):
 )
 def test_durations_read_at_a_glance(seconds, text):
     assert duration(seconds) == text
+
+
+def test_a_done_task_shows_its_first_sums_and_links_to_all_of_them(client, store):
+    task_id = create(client, "wide.csv")
+    columns = [{"column": 10 * n, "name": None, "sum": 7000 + n} for n in range(1, 2001)]
+    store.claim(task_id, "test", 1, 30)
+    assert store.complete(task_id, {"rows": 1, "columns": columns}, holder="test")
+    html = client.get("/dashboard/live").get_data(as_text=True)
+    assert "2000 columns" in html
+    assert "7010" in html and "7011" not in html  # the first ten only
+    assert f'<a href="/tasks/{task_id}">all 2000</a>' in html
+    assert len(html) < 20_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import subprocess
 import threading
 from urllib.parse import urlsplit
 
@@ -43,3 +44,15 @@ def test_it_says_nothing_once_the_command_it_ran_has_stopped(settings, services,
     load_services_script().announce(dataclasses.replace(settings, port=port), stopped)
 
     assert "Colsum is up" not in capsys.readouterr().out
+
+
+def test_its_curl_example_pastes_as_one_command(settings, services, capsys):
+    api = services.backend()
+    port = urlsplit(api).port
+    load_services_script().announce(dataclasses.replace(settings, port=port), threading.Event())
+    lines = capsys.readouterr().out.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.strip().startswith("curl "))
+    pasted = "\n".join(lines[start : start + 2]).replace("curl ", "printf '%s|' ", 1)
+    words = subprocess.run(["bash", "-c", pasted], capture_output=True, text=True, check=True)
+    assert words.stdout.split("|")[:4] == ["-X", "POST", f"{api}/tasks", "-H"]
+    assert '-d|{"storage":"local","path":"sample.csv"}|' in words.stdout

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import shlex
 import shutil
 import signal
 import struct
@@ -18,7 +19,10 @@ import threading
 from decimal import Decimal
 
 import pytest
+from werkzeug.serving import make_server
 
+from backend import create_app
+from colsum.task import LocalSource, Task
 from tests.conftest import ROOT, free_port, slow_source, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -263,3 +267,25 @@ def test_submit_wait_does_not_hammer_a_backend_whose_long_poll_slots_are_taken(s
     backend = services.started[0]
     polls = backend.log.count("?wait=")
     assert 0 < polls <= 8, f"{polls} polls for a task of about 3 s"
+
+
+def test_a_listing_piped_into_head_ends_quietly(settings, store):
+    for _ in range(60):
+        store.create(Task(source=LocalSource(path="sample.csv")))
+    app = create_app(settings)
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        command = f"{shlex.quote(sys.executable)} -m colsum.cli --url http://127.0.0.1:{port} "
+        run = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command + "list --limit 100 | head -1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    finally:
+        server.shutdown()
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
+    assert run.returncode == 0

@@ -127,6 +127,22 @@ def test_a_file_sent_with_the_wrong_delimiter_gets_the_right_one_suggested(delim
         sums(f"{header}\n1,2,3,4,5\n")
 
 
+@pytest.mark.parametrize(("delimiter", "shown"), [(";", "';'"), ("\t", r"'\\t'")])
+def test_a_file_whose_rows_all_split_by_another_delimiter_fails_suggesting_it(delimiter, shown):
+    """Every row one field: no width to disagree, but summing by ',' would find nothing."""
+    lines = [delimiter.join(f"h{i}" for i in range(1, 13))]
+    lines += [delimiter.join(str(i) for i in range(1, 13))] * 3
+    with pytest.raises(
+        InvalidCSV,
+        match=rf"^line 1: one field, which {shown} splits into 12: is the delimiter {shown}\?",
+    ):
+        sums("\n".join(lines) + "\n")
+
+
+def test_a_one_column_file_with_a_few_semicolons_is_summed_as_it_is():
+    assert sums("note\na;b\nc;d\n")["columns"] == []
+
+
 def test_a_one_field_first_row_without_a_known_delimiter_gets_no_suggestion():
     with pytest.raises(InvalidCSV, match=r"^line 2: expected 1 field like the first row, found 2$"):
         sums("total\n1,2\n")
