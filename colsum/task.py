@@ -90,6 +90,13 @@ class S3Source(_Source):
 
 
 Source = Annotated[LocalSource | S3Source, Field(discriminator="storage")]
+
+# Within one client's backlog, higher first; across clients the fair share decides.
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+
+# Who a request is when the API runs without ADMIN_TOKEN, and so who owns its tasks.
+ANONYMOUS = "anonymous"
 _source_adapter: TypeAdapter[LocalSource | S3Source] = TypeAdapter(Source)
 
 
@@ -103,13 +110,14 @@ class TaskRequest(BaseModel):
     header: bool | None = None
     delimiter: str = ","
     callback_url: str | None = None
+    priority: Priority = "normal"
 
     @classmethod
     def from_body(cls, body: Any) -> TaskRequest:
         """Build the request from a body the spec accepted (a JSON object); raises
         pydantic.ValidationError for what a schema cannot check."""
         fields = dict(body)
-        names = ("header", "delimiter", "callback_url")
+        names = ("header", "delimiter", "callback_url", "priority")
         options = {name: fields.pop(name) for name in names if name in fields}
         return cls.model_validate({"source": fields, **options})
 
@@ -146,6 +154,8 @@ class Task:
     header: bool | None = None
     delimiter: str = ","
     callback_url: str | None = None
+    client: str = ANONYMOUS
+    priority: Priority = "normal"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: TaskStatus = TaskStatus.QUEUED
     created_at: str = field(default_factory=now)
@@ -168,18 +178,22 @@ class Task:
     webhook_error: str | None = None
 
     @classmethod
-    def from_request(cls, request: TaskRequest) -> Task:
+    def from_request(cls, request: TaskRequest, client: str = ANONYMOUS) -> Task:
         return cls(
             source=request.source,
             header=request.header,
             delimiter=request.delimiter,
             callback_url=request.callback_url,
+            client=client,
+            priority=request.priority,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "status": self.status.value,
+            "client": self.client,
+            "priority": self.priority,
             "source": self.source.model_dump(exclude_none=True),
             "header": self.header,
             "delimiter": self.delimiter,
@@ -241,6 +255,8 @@ class Task:
             "header": jsoncodec.dumps(self.header),
             "delimiter": self.delimiter,
             "created_at": self.created_at,
+            "client": self.client,
+            "priority": self.priority,
         }
         texts = ("started_at", "finished_at", "error", "executor", "callback_url")
         for name in (*texts, "webhook_status", "webhook_error", *COUNTERS):
@@ -259,6 +275,8 @@ class Task:
             source=_source_adapter.validate_json(record["source"]),
             header=jsoncodec.loads(record.get("header", "null")),
             delimiter=record.get("delimiter", ","),
+            client=record.get("client", ANONYMOUS),
+            priority=record.get("priority", "normal"),
             created_at=record["created_at"],
             started_at=record.get("started_at"),
             finished_at=record.get("finished_at"),
