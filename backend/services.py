@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from colsum import store
 from colsum.broker import Publisher, Topology
 from colsum.settings import Settings
 from colsum.store import TaskStore
@@ -26,9 +25,7 @@ class Services:
         # own after the fork.
         return cls(
             settings=settings,
-            store=TaskStore(
-                store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
-            ),
+            store=TaskStore.from_settings(settings),
         )
 
     @property
