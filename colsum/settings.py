@@ -75,6 +75,10 @@ class Settings:
     upload_max_bytes: int = 10 << 30
     # Seconds an upload may go without a byte arriving before it is dropped (its thread freed).
     upload_idle_timeout: float = 60.0
+    # What a client's tasks may read (colsum/scope.py): local paths below DATA_DIR/<client>/
+    # instead of DATA_DIR, and only these S3 buckets (none: any), besides its own uploads.
+    client_dirs: bool = False
+    s3_allowed_buckets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -148,4 +152,10 @@ class Settings:
             queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
             upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
+            client_dirs=flag("CLIENT_DIRS"),
+            s3_allowed_buckets=tuple(
+                bucket.strip()
+                for bucket in text("S3_ALLOWED_BUCKETS", "").split(",")
+                if bucket.strip()
+            ),
         )
