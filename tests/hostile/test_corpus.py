@@ -436,7 +436,7 @@ def test_an_upload_reset_by_the_client_leaves_no_partial_file(corpus: Corpus):
         sock.close()
 
         def no_partial_upload() -> bool:
-            return not list(uploads.glob("*.part"))
+            return not list(uploads.rglob("*.part"))
 
         wait_for(no_partial_upload, timeout=5)
 
