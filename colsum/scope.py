@@ -63,6 +63,11 @@ class Scope:
         return f"'path' names another client's upload: {self._yours(client)}"
 
     def s3_refusal(self, bucket: str, key: str, client: str) -> str | None:
+        confined = bool(self.allowed_buckets) or bucket == self.upload_bucket
+        if confined and {".", ".."} & set(key.split("/")):
+            # S3 keeps such a key as it is, but a proxy or an S3-compatible store may resolve
+            # `/bucket/uploads/me/../you/x` (path-style) into another folder or bucket.
+            return "'key' must not have '.' or '..' segments here"
         if bucket == self.upload_bucket and key.startswith(f"{uploads.FOLDER}/"):
             if uploads.owner(key) == client:
                 return None  # its own upload, whether the bucket is listed or not

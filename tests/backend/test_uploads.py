@@ -153,3 +153,15 @@ def test_an_s3_task_on_a_bucket_not_allowed_is_400_naming_the_allowed_ones(clien
     assert store.counts()["queued"] == 0
     allowed = {"storage": "s3", "bucket": "exports", "key": "a.csv"}
     assert client.post("/tasks", json=allowed).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("bucket", "key"),
+    [("colsum-uploads", "uploads/acme/../bob/x.csv"), ("colsum-data", "../colsum-uploads/x.csv")],
+)
+@pytest.mark.settings(upload_bucket="colsum-uploads", s3_allowed_buckets=("colsum-data",))
+def test_a_key_with_dot_dot_segments_is_400_where_buckets_are_confined(client, acme, bucket, key):
+    """A store or proxy that resolved them could lead to another client's folder or bucket."""
+    response = client.post("/tasks", json={"storage": "s3", "bucket": bucket, "key": key})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "'key' must not have '.' or '..' segments here"
