@@ -13,9 +13,11 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 from backend import uploads, validation
+from backend.auth import current_client
 from backend.services import services
 from colsum import fair_queue, webhook_targets
 from colsum.errors import BrokerUnavailable, StoreUnavailable
+from colsum.scope import Scope
 from colsum.task import Task, TaskRequest, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,11 @@ def create():
         refused = webhook_targets.refusal(task_request.callback_url, services().settings)
         if refused is not None:
             abort(400, refused)
-    return enqueue(Task.from_request(task_request))
+    client = current_client()
+    # Early word, as for callback URLs; the executor asks again where the file really is.
+    if refused := Scope.from_settings(services().settings).refusal(task_request.source, client):
+        abort(400, refused)
+    return enqueue(Task.from_request(task_request, client))
 
 
 def upload(options: dict[str, object]):
@@ -89,14 +95,17 @@ def upload(options: dict[str, object]):
     name = uploads.filename_of(
         request.args.get("filename"), request.headers.get("Content-Disposition")
     )
+    client = current_client()
     try:
-        source = uploads.store(task_id, request.stream, settings, request.content_length, name)
+        source = uploads.store(
+            task_id, request.stream, settings, request.content_length, name, client
+        )
     except uploads.UploadRefused as error:
         return {"error": str(error)}, error.status
     try:
-        return enqueue(Task(id=task_id, source=source, **options))
+        return enqueue(Task(id=task_id, source=source, client=client, **options))
     except (BrokerUnavailable, StoreUnavailable):
-        uploads.discard(source, settings)
+        uploads.discard(source, settings, client)
         raise
 
 

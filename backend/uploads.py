@@ -1,11 +1,11 @@
 """Uploads: a CSV sent as the body of `POST /tasks`, for users who have no S3 of their own.
 
-The body is streamed to storage, never held whole in memory: to DATA_DIR/uploads/<task
-id>.csv, which the executors read, a megabyte at a time, or to UPLOAD_BUCKET when set, one
-8 MiB part at a time. An upload is kept only when it arrived whole: at most
-UPLOAD_MAX_BYTES, and as many bytes as its Content-Length said. A body refused, cut short
-or broken off leaves nothing behind: no file, no `.part` file, no object, no unfinished
-multipart upload.
+The body is streamed to storage, never held whole in memory: to DATA_DIR, which the
+executors read, a megabyte at a time, or to UPLOAD_BUCKET when set, one 8 MiB part at a
+time; in either, below the client's own folder (colsum/uploads.py names the layouts).
+An upload is kept only when it arrived whole: at most UPLOAD_MAX_BYTES, and as many bytes
+as its Content-Length said. A body refused, cut short or broken off leaves nothing behind:
+no file, no `.part` file, no object, no unfinished multipart upload.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from werkzeug.http import parse_options_header
 
 from colsum import uploads as upload_names
 from colsum.s3client import make_client
+from colsum.scope import Scope
 from colsum.settings import Settings
-from colsum.task import LocalSource, S3Source
+from colsum.task import ANONYMOUS, LocalSource, S3Source
 
 CHUNK = 1 << 20
 PART = 8 << 20  # the smallest S3 part we send; one part is held in memory at a time
@@ -130,25 +131,31 @@ def store(
     settings: Settings,
     length: int | None = None,
     filename: str | None = None,
+    client: str = ANONYMOUS,
 ) -> LocalSource | S3Source:
-    """Where the body went, as the task's source. Raises UploadRefused for a body that is
-    too large or did not arrive whole, UploadNotStored when storage fails."""
+    """Where the body went, as the task's source (a path relative to the client's root).
+    Raises UploadRefused for a body that is too large or did not arrive whole,
+    UploadNotStored when storage fails."""
     body = Body(stream, length, settings.upload_max_bytes, settings.upload_idle_timeout)
     body.refuse_early()
-    name = upload_names.name(task_id)
     if settings.upload_bucket:
+        key = upload_names.key(task_id, client)
         try:
-            _to_bucket(make_client(settings), settings.upload_bucket, name, body)
+            _to_bucket(make_client(settings), settings.upload_bucket, key, body)
         except (BotoCoreError, ClientError) as error:
             raise UploadNotStored(
                 f"cannot store the upload in UPLOAD_BUCKET {settings.upload_bucket!r}: {error}"
             ) from error
-        return S3Source(bucket=settings.upload_bucket, key=name, filename=filename)
-    _to_file(settings.data_dir / name, settings.data_dir / upload_names.partial(task_id), body)
-    return LocalSource(path=name, filename=filename)
+        return S3Source(bucket=settings.upload_bucket, key=key, filename=filename)
+    root = Scope.from_settings(settings).root(client)
+    path = upload_names.path(task_id, client, settings.client_dirs)
+    partial = upload_names.partial(task_id, client, settings.client_dirs)
+    where = (root / path).parent.relative_to(settings.data_dir).as_posix()
+    _to_file(root / path, root / partial, body, f"DATA_DIR/{where}")
+    return LocalSource(path=path, filename=filename)
 
 
-def _to_file(path: Path, partial: Path, body: Body) -> None:
+def _to_file(path: Path, partial: Path, body: Body, where: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as out:
@@ -157,7 +164,7 @@ def _to_file(path: Path, partial: Path, body: Body) -> None:
         os.replace(partial, path)  # executors never see half a file
     except OSError as error:
         raise UploadNotStored(
-            f"cannot store the upload in DATA_DIR/uploads ({error.strerror}): make it "
+            f"cannot store the upload in {where} ({error.strerror}): make it "
             "writable by the backend, or set UPLOAD_BUCKET"
         ) from error
     finally:  # whatever stopped the copy, refused, broken off or failed
@@ -203,11 +210,11 @@ def _read(body: Body, size: int) -> bytearray:
     return buffer
 
 
-def discard(source: LocalSource | S3Source, settings: Settings) -> None:
+def discard(source: LocalSource | S3Source, settings: Settings, client: str = ANONYMOUS) -> None:
     """Remove, if it can, an upload whose task was never created: nobody could name it.
     Never raises, so that the error that stopped the task is the one reported."""
     with contextlib.suppress(BotoCoreError, ClientError, OSError):
         if isinstance(source, S3Source):
             make_client(settings).delete_object(Bucket=source.bucket, Key=source.key)
         else:
-            (settings.data_dir / source.path).unlink(missing_ok=True)
+            (Scope.from_settings(settings).root(client) / source.path).unlink(missing_ok=True)

@@ -80,6 +80,10 @@ class Settings:
     dispatch_window: int = 0
     # The most tasks one client may have queued; 0: any number.
     max_queued_per_client: int = 0
+    # What a client's tasks may read (colsum/scope.py): local paths below DATA_DIR/<client>/
+    # instead of DATA_DIR, and only these S3 buckets (none: any), besides its own uploads.
+    client_dirs: bool = False
+    s3_allowed_buckets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -156,5 +160,11 @@ class Settings:
             dispatch_window=number("DISPATCH_WINDOW", defaults.dispatch_window, int),
             max_queued_per_client=number(
                 "MAX_QUEUED_PER_CLIENT", defaults.max_queued_per_client, int
+            ),
+            client_dirs=flag("CLIENT_DIRS"),
+            s3_allowed_buckets=tuple(
+                bucket.strip()
+                for bucket in text("S3_ALLOWED_BUCKETS", "").split(",")
+                if bucket.strip()
             ),
         )

@@ -17,7 +17,8 @@ clearing what expired records leave behind.
   little: the claim of the second message finds the task finished or held, and acks it.
 - Expired records: their ids are dropped from the indexes (`tasks`, `status:*`) and from
   the webhook deliveries, and their uploads (`colsum.uploads`) are deleted once older than
-  `record_ttl`, whether under DATA_DIR or in UPLOAD_BUCKET.
+  `record_ttl`, whether under DATA_DIR or in UPLOAD_BUCKET, in every layout: per client,
+  and flat as before clients.
 
 Publishing is safe to do twice: claiming and finishing a task are idempotent. One executor
 at a time sweeps, every `sweep_interval` seconds, under a lock in Redis; each step does a
@@ -30,6 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -122,24 +125,27 @@ class Sweeper:
                 log.warning("cannot clear expired uploads in UPLOAD_BUCKET: %s", error)
 
     def _delete_local_uploads(self) -> None:
-        folder = self.settings.data_dir / uploads.FOLDER
-        if not folder.is_dir():
-            return
-        after = self.store.cursor("uploads:local") or ""
-        # Listing names is cheap; what is bounded is the stats, lookups and deletes.
-        names = sorted(entry.name for entry in os.scandir(folder) if entry.name > after)
-        batch = names[:UPLOAD_BATCH]
+        """A batch of UPLOAD_BATCH entries looked at (folders and files), from where the
+        last sweep stopped, in each local layout (colsum/uploads.py)."""
+        after = tuple(filter(None, (self.store.cursor("uploads:local") or "").split("/")))
         old = time.time() - self.settings.record_ttl
-        candidates = {}
-        for name in batch:
-            task_id = uploads.task_id(f"{uploads.FOLDER}/{name}")
-            path = folder / name
+        candidates: dict[str, str] = {}
+        last: tuple[str, ...] = ()
+        walk = upload_entries(self.settings.data_dir, after, self.settings.client_dirs)
+        for looked, last in enumerate(walk, 1):
+            name = "/".join(last)
+            task_id = uploads.task_id(name)
+            path = self.settings.data_dir / name
             if task_id and path.is_file() and path.stat().st_mtime < old:
                 candidates[name] = task_id
+            if looked == UPLOAD_BATCH:
+                break
+        else:
+            last = ()  # the walk is over: the next sweep starts again from the beginning
         for name in self._without_record(candidates):
             log.info("deleting the upload %s: its task expired", name)
-            (folder / name).unlink(missing_ok=True)
-        self.store.cursor("uploads:local", batch[-1] if len(names) > UPLOAD_BATCH else "")
+            (self.settings.data_dir / name).unlink(missing_ok=True)
+        self.store.cursor("uploads:local", "/".join(last))
 
     def _delete_s3_uploads(self, bucket: str) -> None:
         if self._s3 is None:
@@ -173,3 +179,44 @@ class Sweeper:
     def close(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
+
+
+def upload_entries(
+    data_dir: Path, after: tuple[str, ...] = (), client_dirs: bool = False
+) -> Iterator[tuple[str, ...]]:
+    """The entries where uploads may be, as path parts relative to DATA_DIR, in order,
+    those after `after` only: DATA_DIR/uploads/ (flat uploads, and a folder per client
+    holding its own), and with CLIENT_DIRS each DATA_DIR/<client>/uploads/. Only these
+    folders are Colsum's: elsewhere a file with an upload's name is somebody's data.
+
+    Lazy, and a folder that lies wholly before `after` is not listed, so that a sweep's
+    work is bounded by what it takes, not by how many uploads there are.
+    """
+
+    def names(parts: tuple[str, ...]) -> list[str]:
+        try:
+            return sorted(entry.name for entry in os.scandir(data_dir.joinpath(*parts)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def below(parts: tuple[str, ...], depth: int) -> Iterator[tuple[str, ...]]:
+        """The entries of a folder (and, `depth` deep, of the folders in it), in order."""
+        for name in names(parts):
+            entry = (*parts, name)
+            if entry < after[: len(entry)]:
+                continue  # wholly before the cursor, folder or file
+            if entry > after:
+                yield entry
+            if depth and (data_dir.joinpath(*entry)).is_dir():
+                yield from below(entry, depth - 1)
+
+    roots = {(uploads.FOLDER,): 1}  # the flat uploads, and a folder per client
+    if client_dirs:
+        roots |= {
+            (client, uploads.FOLDER): 0
+            for client in names(())
+            if client != uploads.FOLDER and uploads.CLIENT.fullmatch(client)
+        }
+    for root in sorted(roots):
+        if root >= after[: len(root)]:
+            yield from below(root, roots[root])

@@ -489,7 +489,9 @@ class Worker:
         self, task: Task, stats: ReadStats, cancel: threading.Event | None
     ) -> dict[str, Any]:
         storage = self.storages[task.source.storage]
-        with storage.open(task.source, stats, f"task {task.id}", cancel) as stream:
+        with storage.open(
+            task.source, stats, f"task {task.id}", cancel, client=task.client
+        ) as stream:
             sums = summing.sum_columns(
                 stream, task.header, task.delimiter, cancel, on_rows=stats.count_rows
             )

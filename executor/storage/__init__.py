@@ -10,7 +10,9 @@ from __future__ import annotations
 import threading
 from typing import BinaryIO, Protocol
 
+from colsum.scope import Scope
 from colsum.settings import Settings
+from colsum.task import ANONYMOUS
 from executor.storage.local import LocalStorage
 from executor.storage.resumable import ReadStats, RetryPolicy
 from executor.storage.s3 import S3Storage
@@ -20,13 +22,19 @@ __all__ = ["LocalStorage", "ReadStats", "RetryPolicy", "S3Storage", "Storage", "
 
 class Storage(Protocol):
     def open(
-        self, source, stats: ReadStats, label: str, cancel: threading.Event | None = None
+        self,
+        source,
+        stats: ReadStats,
+        label: str,
+        cancel: threading.Event | None = None,
+        client: str = ANONYMOUS,
     ) -> BinaryIO:
         """A binary stream of the whole file, to be closed by the caller.
 
         Nothing is fetched until the first read; `stats` counts what the reads cost and
         `label` (the task) starts every log line about retries. A read that waits on the
-        network raises TaskInterrupted soon after `cancel` is set.
+        network raises TaskInterrupted soon after `cancel` is set. A source the task's
+        `client` may not read (colsum/scope.py) raises PermanentError.
         """
         ...
 
@@ -34,4 +42,8 @@ class Storage(Protocol):
 def storages(settings: Settings) -> dict[str, Storage]:
     """The storage for each value of a task's `source.storage`."""
     policy = RetryPolicy.from_settings(settings)
-    return {"local": LocalStorage(settings.data_dir, policy), "s3": S3Storage(settings, policy)}
+    scope = Scope.from_settings(settings)
+    return {
+        "local": LocalStorage(settings.data_dir, policy, scope),
+        "s3": S3Storage(settings, policy),
+    }

@@ -1,8 +1,9 @@
-"""Files below DATA_DIR.
+"""Files below DATA_DIR, or below DATA_DIR/<client>/ with CLIENT_DIRS (the task's root).
 
 Regular files only: opening a FIFO blocks until someone writes to it, a device may never
 end. And the root is checked on the opened descriptor itself, so a symlink swapped in
-between the path check and the open leads nowhere.
+between the path check and the open leads nowhere; so is the rule that a client never reads
+another client's upload (colsum/scope.py), on where the file really is.
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ import io
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from colsum.errors import PermanentError, SourceChanged, TransientError
-from colsum.task import LocalSource
+from colsum.scope import Scope
+from colsum.task import ANONYMOUS, LocalSource
 from executor.storage.resumable import ReadStats, ResumableReader, RetryPolicy
 
 READ_BUFFER = 1 << 20
 
 
 class LocalStorage:
-    """A path may not lead out of the root, not even through a symlink."""
+    """A path may not lead out of its task's root, not even through a symlink."""
 
-    def __init__(self, root: Path, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, root: Path, policy: RetryPolicy | None = None, scope: Scope | None = None
+    ) -> None:
         self.root = root
         self.policy = policy or RetryPolicy()
+        self.scope = scope or Scope(root)
 
     def open(
         self,
@@ -35,24 +41,58 @@ class LocalStorage:
         stats: ReadStats,
         label: str = "",
         cancel: threading.Event | None = None,  # a regular file's reads do not wait long
+        client: str = ANONYMOUS,
     ) -> BinaryIO:
-        root = self.root.resolve()
-        path = (root / source.path).resolve()
-        if not path.is_relative_to(root):
-            raise PermanentError(f"{source.path} leads outside DATA_DIR")
-        reader = ResumableReader(LocalFile(path, source.path, root), self.policy, stats, label)
+        try:
+            own = self.scope.root(client)
+        except ValueError as error:
+            raise PermanentError(str(error)) from None
+        path = (own / source.path).resolve()
+        file = LocalFile(
+            path, source.path, own, self.scope.root_label(client), self._refusal(client)
+        )
+        file.check(path)
+        reader = ResumableReader(file, self.policy, stats, label)
         return io.BufferedReader(reader, READ_BUFFER)
+
+    def _refusal(self, client: str) -> Callable[[Path], str | None]:
+        """Why the client may not read the file that really is at a path (resolved), if
+        that is another client's upload."""
+        data_dir = Path(os.path.realpath(self.root))
+
+        def refusal(real: Path) -> str | None:
+            if not real.is_relative_to(data_dir):
+                return None  # outside the task's root as well: refused as such
+            return self.scope.local_refusal(real.relative_to(data_dir).as_posix(), client)
+
+        return refusal
 
 
 class LocalFile:
     """Opens a file at an offset; a resume checks it is still the file first opened."""
 
-    def __init__(self, path: Path, name: str, root: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        root: Path,
+        root_label: str = "DATA_DIR",
+        refusal: Callable[[Path], str | None] | None = None,
+    ) -> None:
         self.path = path
         self.name = name
         self.root = root
+        self.root_label = root_label
+        self.refusal = refusal
         self._version: tuple[int, int, int] | None = None
         self.size: int | None = None
+
+    def check(self, real: Path) -> None:
+        """Refuse a file that really is outside the root, or another client's upload."""
+        if not real.is_relative_to(Path(os.path.realpath(self.root))):
+            raise PermanentError(f"{self.name} leads outside {self.root_label}")
+        if self.refusal is not None and (refused := self.refusal(real)):
+            raise PermanentError(f"{self.name}: {refused}")
 
     def open_at(self, offset: int) -> _TranslatedFile:
         raw = io.FileIO(self._open_regular(), "rb")
@@ -75,7 +115,8 @@ class LocalFile:
             # O_NONBLOCK: a FIFO swapped in after the stat must not block the open.
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise PermanentError(f"file not found: {self.name} (in DATA_DIR {self.root})") from None
+            where = f"{self.root_label} {os.path.realpath(self.root)}"
+            raise PermanentError(f"file not found: {self.name} (in {where})") from None
         except PermissionError:
             raise PermanentError(f"permission denied reading {self.name}") from None
         except OSError as error:
@@ -100,8 +141,7 @@ class LocalFile:
         """The opened file must be the one its path leads to now, inside the root: a symlink
         swapped in before the open makes the path lead outside, or to another file."""
         real = Path(os.path.realpath(self.path))
-        if not real.is_relative_to(Path(os.path.realpath(self.root))):
-            raise PermanentError(f"{self.name} leads outside DATA_DIR")
+        self.check(real)
         try:
             now = os.stat(real)
         except OSError:

@@ -16,8 +16,9 @@ import urllib3.exceptions
 
 from colsum.errors import PermanentError, SourceChanged, TransientError
 from colsum.s3client import make_client
+from colsum.scope import Scope
 from colsum.settings import Settings
-from colsum.task import S3Source
+from colsum.task import ANONYMOUS, S3Source
 from executor.storage.prefetch import PrefetchReader
 from executor.storage.resumable import ReadStats, ResumableReader, RetryPolicy
 
@@ -39,6 +40,7 @@ THROTTLING_ERRORS = {"SlowDown", "Throttling", "ThrottlingException", "RequestTi
 class S3Storage:
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
         self.settings = settings
+        self.scope = Scope.from_settings(settings)
         self.policy = policy or RetryPolicy()
         self._client: Any = None
         self._lock = threading.Lock()
@@ -57,7 +59,10 @@ class S3Storage:
         stats: ReadStats,
         label: str = "",
         cancel: threading.Event | None = None,
+        client: str = ANONYMOUS,
     ) -> BinaryIO:
+        if refused := self.scope.s3_refusal(source.bucket, source.key, client):
+            raise PermanentError(f"{source.describe()}: {refused}")
         reader = ResumableReader(S3Object(self.client, source), self.policy, stats, label)
         # Download on a thread of its own while the parser works on what came before.
         return io.BufferedReader(PrefetchReader(reader, cancel=cancel), READ_BUFFER)

@@ -161,7 +161,7 @@ def test_an_upload_refused_for_want_of_rabbitmq_leaves_no_file_behind(settings):
     client = create_app(dataclasses.replace(settings, amqp_url=nobody(settings))).test_client()
     response = client.post("/tasks", data=b"a,b\n1,2\n", content_type="text/csv")
     assert response.status_code == 503
-    assert list((settings.data_dir / "uploads").iterdir()) == []
+    assert [path for path in (settings.data_dir / "uploads").rglob("*") if path.is_file()] == []
 
 
 def test_an_upload_the_backend_cannot_store_is_a_500_saying_what_to_fix(settings, client):
@@ -482,7 +482,7 @@ def test_an_upload_with_an_unknown_query_parameter_is_400_and_keeps_nothing(clie
     assert response.status_code == 400
     assert response.get_json()["error"].startswith("unknown query parameter 'delimeter'")
     uploads = settings.data_dir / "uploads"
-    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert not uploads.exists() or [p for p in uploads.rglob("*") if p.is_file()] == []
 
 
 @pytest.mark.parametrize(

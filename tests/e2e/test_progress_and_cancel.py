@@ -61,7 +61,10 @@ def test_an_uploaded_csv_is_stored_under_data_dir_and_summed(settings, services)
     response = upload(api, b"a;b;c;d;e;f;g;h;i;j\n1;2;3;4;5;6;7;8;9;10.5\n", "?delimiter=;")
     assert response.status_code == 202
     created = response.json()
-    assert created["source"] == {"storage": "local", "path": f"uploads/{created['id']}.csv"}
+    assert created["source"] == {
+        "storage": "local",
+        "path": f"uploads/anonymous/{created['id']}.csv",
+    }
     done = finished(api, created["id"])
     assert done["result"]["columns"] == [{"column": 10, "name": "j", "sum": 10.5}]
 

@@ -91,7 +91,7 @@ def test_an_upload_goes_to_the_upload_bucket_when_one_is_set(bucket, services):
     )
     assert response.status_code == 202, response.text
     created = response.json()
-    key = f"uploads/{created['id']}.csv"
+    key = f"uploads/anonymous/{created['id']}.csv"
     assert created["source"] == {"storage": "s3", "bucket": bucket.name, "key": key}
     assert bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read() == body
     assert finished(api, created["id"])["result"]["columns"][0]["sum"] == 10

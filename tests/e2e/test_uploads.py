@@ -52,7 +52,7 @@ def reset(sock: socket.socket) -> None:
 
 def left_behind(settings) -> list[str]:
     uploads = settings.data_dir / "uploads"
-    return sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
+    return sorted(p.name for p in uploads.rglob("*") if p.is_file())
 
 
 def no_task_created(store) -> bool:

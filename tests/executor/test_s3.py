@@ -132,3 +132,40 @@ def test_s3_error_codes_map_to_permanent_or_transient(code, status, kind, words)
     assert type(error) is kind
     assert words in str(error)
     assert "s3://bkt/k.csv" in str(error)
+
+
+def scoped(bucket, **fields) -> S3Storage:
+    return S3Storage(dataclasses.replace(bucket.settings, **fields), FAST)
+
+
+def read_as(storage: S3Storage, bucket: str, key: str, client: str) -> bytes:
+    source = S3Source(bucket=bucket, key=key)
+    with storage.open(source, ReadStats(), "test", client=client) as stream:
+        return stream.read()
+
+
+def test_a_bucket_outside_s3_allowed_buckets_is_refused_naming_the_allowed(bucket):
+    bucket.put("a.csv", b"1\n")
+    storage = scoped(bucket, s3_allowed_buckets=("colsum-data", "exports"))
+    with pytest.raises(PermanentError, match=r"allowed are colsum-data, exports"):
+        read_as(storage, bucket.name, "a.csv", "acme")
+
+
+def test_a_bucket_in_s3_allowed_buckets_is_read(bucket):
+    bucket.put("a.csv", b"1\n")
+    storage = scoped(bucket, s3_allowed_buckets=("colsum-data", bucket.name))
+    assert read_as(storage, bucket.name, "a.csv", "acme") == b"1\n"
+
+
+def test_own_uploads_are_read_from_the_upload_bucket_though_it_is_not_listed(bucket):
+    bucket.put("uploads/acme/x.csv", b"1\n")
+    storage = scoped(bucket, s3_allowed_buckets=("colsum-data",), upload_bucket=bucket.name)
+    assert read_as(storage, bucket.name, "uploads/acme/x.csv", "acme") == b"1\n"
+
+
+@pytest.mark.parametrize("key", ["uploads/bob/x.csv", "uploads/x.csv", "uploads//x.csv"])
+def test_another_clients_upload_in_the_upload_bucket_is_refused(bucket, key):
+    bucket.put(key, b"1\n")
+    storage = scoped(bucket, upload_bucket=bucket.name)
+    with pytest.raises(PermanentError, match=r"another client's upload"):
+        read_as(storage, bucket.name, key, "acme")

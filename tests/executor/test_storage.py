@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from colsum.errors import PermanentError, SourceChanged, TransientError
+from colsum.scope import Scope
 from colsum.task import LocalSource
 from executor.storage import LocalStorage, ReadStats, RetryPolicy
 from executor.storage.local import LocalFile
@@ -190,3 +191,79 @@ def test_a_regular_file_is_read_in_blocking_mode(tmp_path: Path):
     raw = LocalFile(tmp_path / "a.csv", "a.csv", tmp_path).open_at(0).raw
     with raw:
         assert os.get_blocking(raw.fileno())
+
+
+# What a client's task may read (colsum/scope.py) ---------------------------------------
+
+UPLOAD = "0123456789abcdef0123456789abcdef.csv"
+
+
+def read_as(root: Path, client: str, path: str, client_dirs: bool = False) -> bytes:
+    """Read as `client`'s task would; `model_construct` lets a path in that the model would
+    refuse, as a task that reached the queue another way could hold."""
+    storage = LocalStorage(root, scope=Scope(root, client_dirs=client_dirs))
+    source = LocalSource.model_construct(storage="local", path=path, filename=None)
+    with storage.open(source, ReadStats(), client=client) as stream:
+        return stream.read()
+
+
+def put(root: Path, path: str, data: bytes = b"1,2\n") -> Path:
+    file = root / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(data)
+    return file
+
+
+def test_with_client_dirs_a_path_is_read_below_the_clients_own_dir(tmp_path: Path):
+    put(tmp_path, "acme/sub/a.csv", b"acme's\n")
+    put(tmp_path, "sub/a.csv", b"shared\n")
+    assert read_as(tmp_path, "acme", "sub/a.csv", client_dirs=True) == b"acme's\n"
+
+
+def test_with_client_dirs_a_missing_file_names_the_clients_dir(tmp_path: Path):
+    with pytest.raises(PermanentError, match=r"file not found: a\.csv \(in DATA_DIR/acme "):
+        read_as(tmp_path, "acme", "a.csv", client_dirs=True)
+
+
+def test_with_client_dirs_dot_dot_does_not_lead_to_another_clients_dir(tmp_path: Path):
+    put(tmp_path, "bob/secret.csv")
+    with pytest.raises(PermanentError, match=r"leads outside DATA_DIR/acme"):
+        read_as(tmp_path, "acme", "../bob/secret.csv", client_dirs=True)
+
+
+@pytest.mark.parametrize("target", ["bob/secret.csv", "shared.csv"])
+def test_with_client_dirs_a_symlink_out_of_the_clients_dir_is_refused(tmp_path: Path, target):
+    """Into another client's dir, or into DATA_DIR itself: both are outside acme's root."""
+    put(tmp_path, target)
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "link.csv").symlink_to(tmp_path / target)
+    with pytest.raises(PermanentError, match=r"leads outside DATA_DIR/acme"):
+        read_as(tmp_path, "acme", "link.csv", client_dirs=True)
+
+
+def test_with_client_dirs_a_client_name_that_is_not_a_folder_name_is_refused(tmp_path: Path):
+    put(tmp_path, "secret.csv")
+    with pytest.raises(PermanentError, match=r"cannot name a folder"):
+        read_as(tmp_path, "..", "secret.csv", client_dirs=True)
+
+
+def test_a_client_reads_its_own_uploads(tmp_path: Path):
+    put(tmp_path, f"uploads/acme/{UPLOAD}")
+    assert read_as(tmp_path, "acme", f"uploads/acme/{UPLOAD}") == b"1,2\n"
+
+
+@pytest.mark.parametrize(
+    "path", [f"uploads/bob/{UPLOAD}", f"uploads/{UPLOAD}", f"bob/uploads/{UPLOAD}"]
+)
+def test_another_clients_upload_is_refused_by_its_path(tmp_path: Path, path: str):
+    """Per client, a flat one of before clients (anonymous's), and a CLIENT_DIRS one."""
+    put(tmp_path, path)
+    with pytest.raises(PermanentError, match=r"another client's upload"):
+        read_as(tmp_path, "acme", path)
+
+
+def test_another_clients_upload_is_refused_through_a_symlink(tmp_path: Path):
+    put(tmp_path, f"uploads/bob/{UPLOAD}")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "uploads" / "bob" / UPLOAD)
+    with pytest.raises(PermanentError, match=r"link\.csv: .*another client's upload"):
+        read_as(tmp_path, "acme", "link.csv")

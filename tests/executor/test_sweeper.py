@@ -91,21 +91,27 @@ def test_a_task_whose_queue_was_purged_is_done_anyway(
     assert wait_for(lambda: finished(store, task.id)).status is TaskStatus.DONE
 
 
-def upload(settings, task_id: str, age: float):
-    path = settings.data_dir / uploads.name(task_id)
-    path.parent.mkdir(exist_ok=True)
+def upload(settings, task_id: str, age: float, layout: str = "uploads/{id}.csv"):
+    """An upload file, `age` seconds old, where `layout` (relative to DATA_DIR) puts it;
+    by default the flat layout of before clients."""
+    path = settings.data_dir / layout.format(id=task_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + ROW)
     stamp = time.time() - age
     os.utime(path, (stamp, stamp))
     return path
 
 
+def expired_id() -> str:
+    return Task(source=LocalSource(path="x")).id
+
+
 def test_uploads_are_deleted_once_their_record_expired(settings, store):
     ttl = 3600
-    expired = upload(settings, Task(source=LocalSource(path="x")).id, age=ttl + 60)
+    expired = upload(settings, expired_id(), age=ttl + 60)
     kept = created(store)
     alive = upload(settings, kept.id, age=ttl + 60)  # still queued: its record is there
-    young = upload(settings, Task(source=LocalSource(path="x")).id, age=60)
+    young = upload(settings, expired_id(), age=60)
     other = settings.data_dir / "uploads" / "notes.txt"
     other.write_text("not an upload")
     os.utime(other, (0, 0))
@@ -114,9 +120,36 @@ def test_uploads_are_deleted_once_their_record_expired(settings, store):
     assert alive.exists() and young.exists() and other.exists()
 
 
+def test_expired_uploads_in_each_clients_folder_are_deleted(settings, store):
+    kept = created(store)
+    expired = [
+        upload(settings, expired_id(), 7200, "uploads/acme/{id}.csv"),
+        upload(settings, expired_id(), 7200, "uploads/bob/{id}.part"),
+        upload(settings, expired_id(), 7200, "uploads/{id}.csv"),  # flat, from before
+    ]
+    alive = upload(settings, kept.id, 7200, "uploads/acme/{id}.csv")
+    sweeper(settings, store, record_ttl=3600).sweep()
+    assert not any(path.exists() for path in expired)
+    assert alive.exists()
+
+
+def test_with_client_dirs_expired_uploads_in_each_clients_own_dir_are_deleted(settings, store):
+    expired = upload(settings, expired_id(), 7200, "acme/uploads/{id}.csv")
+    shared = upload(settings, expired_id(), 7200, "uploads/bob/{id}.csv")  # before CLIENT_DIRS
+    sweeper(settings, store, record_ttl=3600, client_dirs=True).sweep()
+    assert not expired.exists() and not shared.exists()
+
+
+def test_without_client_dirs_an_upload_name_in_a_users_folder_is_left_alone(settings, store):
+    """Only DATA_DIR/uploads/ is Colsum's then: DATA_DIR/acme/ is anybody's data."""
+    data = upload(settings, expired_id(), 7200, "acme/uploads/{id}.csv")
+    sweeper(settings, store, record_ttl=3600).sweep()
+    assert data.exists()
+
+
 def test_uploads_are_looked_at_a_batch_per_sweep(settings, store, monkeypatch):
     monkeypatch.setattr("executor.sweeper.UPLOAD_BATCH", 2)
-    paths = [upload(settings, Task(source=LocalSource(path="x")).id, age=7200) for _ in range(5)]
+    paths = [upload(settings, expired_id(), age=7200) for _ in range(5)]
     sweep = sweeper(settings, store, record_ttl=3600)
     sweep.sweep()
     assert sum(path.exists() for path in paths) == 3
@@ -125,17 +158,40 @@ def test_uploads_are_looked_at_a_batch_per_sweep(settings, store, monkeypatch):
     assert not any(path.exists() for path in paths)
 
 
+def test_the_walk_over_client_folders_goes_on_where_the_last_sweep_stopped(
+    settings, store, monkeypatch
+):
+    """Folders count as entries looked at: 3 clients' folders and 6 uploads in all take
+    5 sweeps of 2 (and a walk that ended starts again)."""
+    monkeypatch.setattr("executor.sweeper.UPLOAD_BATCH", 2)
+    paths = [
+        upload(settings, expired_id(), 7200, f"uploads/{client}/{{id}}.csv")
+        for client in ("acme", "bob", "carol")
+        for _ in range(2)
+    ]
+    sweep = sweeper(settings, store, record_ttl=3600)
+    left = []
+    for _ in range(5):
+        sweep.sweep()
+        left.append(sum(path.exists() for path in paths))
+    assert left == [5, 4, 2, 1, 0]
+
+
 def test_uploads_in_the_upload_bucket_are_deleted_once_their_record_expired(bucket, store):
     settings = dataclasses.replace(bucket.settings, upload_bucket=bucket.name, record_ttl=0)
-    expired = Task(source=LocalSource(path="x")).id
     kept = created(store).id
-    for task_id in (expired, kept):
-        bucket.put(uploads.name(task_id), (HEADER + ROW).encode())
-    bucket.put("elsewhere/x.csv", b"")
+    keys = {
+        "expired": uploads.key(expired_id(), "acme"),
+        "flat": f"uploads/{expired_id()}.csv",
+        "kept": uploads.key(kept, "acme"),
+        "other": "elsewhere/x.csv",
+    }
+    for key in keys.values():
+        bucket.put(key, (HEADER + ROW).encode())
     time.sleep(1)  # S3 times have whole seconds
     Sweeper(settings, store).sweep()
-    keys = {item["Key"] for item in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"]}
-    assert keys == {uploads.name(kept), "elsewhere/x.csv"}
+    left = {item["Key"] for item in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"]}
+    assert left == {keys["kept"], keys["other"]}
 
 
 def test_a_sweep_that_cannot_reach_rabbitmq_is_skipped_without_raising(settings, store, caplog):

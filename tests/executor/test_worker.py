@@ -130,7 +130,7 @@ class ChangingStorage:
         self.changes = changes
         self.opens = 0
 
-    def open(self, source, stats, label, cancel=None):
+    def open(self, source, stats, label, cancel=None, client=None):
         self.opens += 1
         if self.opens <= self.changes:
             return _Raising(SourceChanged(f"{source.path} was replaced while it was being read"))
@@ -208,7 +208,7 @@ class GatedStorage:
         self.release = threading.Event()
         self.closed_at: float | None = None
 
-    def open(self, source, stats, label, cancel=None):
+    def open(self, source, stats, label, cancel=None, client=None):
         if source.path != "gated.csv":
             return self.local.open(source, stats, label)
         return _Gated(self)

@@ -112,6 +112,7 @@ class Corpus:
             WEBHOOK_BACKOFF="0.2",
             WEBHOOK_ALLOWED_HOSTS=WEBHOOK_ALLOWED_HOSTS,
             OUTBOX_GRACE="600",  # the long-poll case keeps an unpublished record queued
+            S3_ALLOWED_BUCKETS=self.bucket,
         )
         self.executors.append(service)
         return service
@@ -200,7 +201,9 @@ def corpus(redis_url: str, amqp_url: str, moto_url: str, tmp_path_factory) -> It
     services = Services(settings, root)
     try:
         api = services.backend(
-            UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES), WEBHOOK_ALLOWED_HOSTS=WEBHOOK_ALLOWED_HOSTS
+            UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES),
+            WEBHOOK_ALLOWED_HOSTS=WEBHOOK_ALLOWED_HOSTS,
+            S3_ALLOWED_BUCKETS=bucket,
         )
         corpus = Corpus(settings, services, api, services.started[0], bucket)
         for _ in range(EXECUTORS):

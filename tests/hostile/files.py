@@ -78,3 +78,11 @@ def directory(path: Path) -> None:
 
 def nothing(path: Path) -> None:
     """The task names a file that does not exist."""
+
+
+def link_to_another_clients_upload(path: Path) -> None:
+    """A symlink, in DATA_DIR, to an upload of the client `bob` (the corpus is `anonymous`)."""
+    upload = path.parent / "uploads" / "bob" / "0123456789abcdef0123456789abcdef.csv"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_text(NAMES + NINE + "10\n")
+    path.symlink_to(upload)

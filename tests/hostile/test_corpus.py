@@ -23,8 +23,9 @@ import pytest
 import requests
 
 from colsum import store as task_store
+from colsum.broker import Publisher, Topology
 from colsum.store import TaskStore
-from colsum.task import LocalSource, Task
+from colsum.task import LocalSource, S3Source, Task
 from tests.conftest import free_port, wait_for
 from tests.hostile import files
 from tests.hostile.conftest import GOOD_CSV, GOOD_RESULT, UPLOAD_MAX_BYTES, Corpus, get
@@ -204,6 +205,11 @@ FILE_CASES = [
         files.text(NAMES + NINE + '"12"x\n'),
         failed(r"line 2"),
     ),
+    FileCase(
+        "symlink-to-another-clients-upload",
+        files.link_to_another_clients_upload,
+        failed(r"another client's upload"),
+    ),
     FileCase("missing-file", files.nothing, failed(r"file not found")),
     FileCase("a-directory", files.directory, failed(r"is a directory")),
 ]
@@ -303,6 +309,7 @@ def nested(depth: int) -> bytes:
 
 
 LOCAL = {"storage": "local", "path": "good.csv"}
+UPLOAD = "0123456789abcdef0123456789abcdef.csv"  # an upload's name, of no task
 UNKNOWN_ID = "0" * 32
 OVER_LIMIT = (GOOD_CSV + (NINE + "1," * 10 + "2\n") * (UPLOAD_MAX_BYTES // 30)).encode()
 
@@ -366,6 +373,19 @@ REQUEST_CASES = [
         "JSON",
     ),
     RequestCase("custom-method", call("FOO", "/tasks"), (405,)),
+    # What a client's task may read (issue 13): the corpus's client is `anonymous`.
+    RequestCase(
+        "another-clients-upload-by-path",
+        post_json({"storage": "local", "path": f"uploads/bob/{UPLOAD}"}),
+        (400,),
+        r"another client's upload",
+    ),
+    RequestCase(
+        "bucket-outside-s3-allowed-buckets",
+        post_json({"storage": "s3", "bucket": "not-allowed", "key": "a.csv"}),
+        (400,),
+        r"'not-allowed' is not one this service reads .*allowed are hostile-",
+    ),
 ]
 
 
@@ -383,6 +403,39 @@ def test_request(corpus: Corpus, case: RequestCase):
             error = response.json()["error"]
             assert re.search(case.error, error), f"error {error[:300]!r}"
             assert len(error) <= MAX_ERROR
+
+    run(corpus, body)
+
+
+@pytest.mark.parametrize(
+    ("source", "pattern"),
+    [
+        (LocalSource(path=f"uploads/bob/{UPLOAD}"), r"another client's upload"),
+        (S3Source(bucket="not-allowed", key="a.csv"), r"allowed are hostile-"),
+    ],
+    ids=["another-clients-upload", "bucket-not-allowed"],
+)
+def test_a_task_that_reached_the_queue_another_way_is_refused_by_the_executor(
+    corpus: Corpus, source, pattern: str
+):
+    """Written to Redis and published as the backend would, for the client `acme`, but
+    without the backend's checks: the executors refuse it themselves."""
+    upload = corpus.data_dir / "uploads" / "bob" / UPLOAD
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_text(GOOD_CSV)
+    store = TaskStore(task_store.connect(corpus.settings.redis_url), corpus.settings.redis_prefix)
+    task = Task(source=source, client="acme")
+
+    def body() -> None:
+        store.create(task)
+        publisher = Publisher(corpus.settings.amqp_url, Topology.from_settings(corpus.settings))
+        try:
+            publisher.publish(task.id)
+        finally:
+            publisher.close()
+        store.published(task.id)
+        ended = corpus.finished(task.id, 10)
+        assert ended["status"] == "failed" and re.search(pattern, ended["error"]), ended
 
     run(corpus, body)
 
@@ -436,7 +489,7 @@ def test_an_upload_reset_by_the_client_leaves_no_partial_file(corpus: Corpus):
         sock.close()
 
         def no_partial_upload() -> bool:
-            return not list(uploads.glob("*.part"))
+            return not list(uploads.rglob("*.part"))
 
         wait_for(no_partial_upload, timeout=5)
 
