@@ -75,6 +75,11 @@ class Settings:
     upload_max_bytes: int = 10 << 30
     # Seconds an upload may go without a byte arriving before it is dropped (its thread freed).
     upload_idle_timeout: float = 60.0
+    # Unset: open mode, every caller is the client `anonymous`. Set: every route but health
+    # and docs needs a token (backend/auth.py), and this one is the admin's.
+    admin_token: str | None = None
+    # POST /tasks per client, in flask-limiter's notation ("50/second"); unset: no limit.
+    rate_limit: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -148,4 +153,6 @@ class Settings:
             queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
             upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
+            admin_token=optional("ADMIN_TOKEN"),
+            rate_limit=optional("RATE_LIMIT"),
         )
