@@ -396,8 +396,17 @@ class TaskStore:
         return _task(self.redis.hgetall(self.keys.task(task_id)))
 
     @_translated
-    def page(self, status: TaskStatus | None, limit: int, cursor: str | None) -> Page:
+    def page(
+        self, status: TaskStatus | None, limit: int, cursor: str | None, client: str | None = None
+    ) -> Page:
         """Tasks newest first, `limit` at most, older than `cursor` (from the previous page)."""
+        if client is not None:  # a stand-in until the per-client indexes: filters all
+            found = self.page(status, 1 << 30, cursor).tasks
+            mine = [task for task in found if task.client == client]
+            more = len(mine) > limit
+            key = self.keys.tasks if status is None else self.keys.status(status)
+            last = self.redis.zscore(key, mine[limit - 1].id) if more else None
+            return Page(mine[:limit], f"{int(last)}" if last is not None else None)
         key = self.keys.tasks if status is None else self.keys.status(status)
         top = f"({cursor}" if cursor else "+inf"
         # One more than asked: a page is the last exactly when the one after it is empty.
@@ -597,7 +606,18 @@ class TaskStore:
         return bool(self.redis.set(name, "1", nx=True, px=int(seconds * 1000)))
 
     @_translated
-    def counts(self) -> dict[str, int]:
+    def counts(self, client: str | None = None) -> dict[str, int]:
+        if client is not None:  # a stand-in until the per-client indexes: reads every record
+            counts = {}
+            for status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+                ids = self.redis.zrange(self.keys.status(status), 0, -1)
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for task_id in ids:
+                        pipe.hget(self.keys.task(task_id), "client")
+                    owners = pipe.execute()
+                counts[status.value] = sum(owner == client for owner in owners)
+            queued, running = counts["queued"], counts["running"]
+            return {"active": queued + running, "queued": queued, "running": running}
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.status(TaskStatus.QUEUED))
             pipe.zcard(self.keys.status(TaskStatus.RUNNING))
