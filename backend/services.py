@@ -9,6 +9,7 @@ from flask import current_app
 
 from colsum import store
 from colsum.broker import Publisher, Topology
+from colsum.clients import ClientRegistry
 from colsum.settings import Settings
 from colsum.store import TaskStore
 
@@ -17,6 +18,7 @@ from colsum.store import TaskStore
 class Services:
     settings: Settings
     store: TaskStore
+    clients: ClientRegistry
     _publishers: threading.local = field(default_factory=threading.local)
 
     @classmethod
@@ -24,11 +26,11 @@ class Services:
         # Nothing connects here: redis-py opens connections on first command (its pool is
         # thread-safe), and a publisher on first publish, so each gunicorn worker gets its
         # own after the fork.
+        redis = store.connect(settings.redis_url)
         return cls(
             settings=settings,
-            store=TaskStore(
-                store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
-            ),
+            store=TaskStore(redis, settings.redis_prefix, settings.record_ttl),
+            clients=ClientRegistry(redis, settings.redis_prefix),
         )
 
     @property
