@@ -9,7 +9,7 @@ from flask import Flask
 from flask.json.provider import JSONProvider
 from werkzeug.routing import BaseConverter
 
-from backend import auth, clients, dashboard, docs, errors, health, tasks
+from backend import auth, clients, dashboard, docs, errors, health, ratelimit, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
@@ -56,5 +56,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     from backend import metrics
 
     metrics.register(app)
+    ratelimit.register(app)
     errors.register(app)
     return app
