@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from backend.uploads import UploadNotStored
 from backend.validation import InvalidRequest, clip
-from colsum.errors import BrokerUnavailable, StoreUnavailable
+from colsum.errors import BrokerUnavailable, StoreUnavailable, TooManyQueued
 from colsum.task import TASK_ID
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ def register(app: Flask) -> None:
         if isinstance(error, StoreUnavailable):
             message = "the task store is unavailable; try again shortly"
         return {"error": message}, 503, {"Retry-After": RETRY_AFTER_SECONDS}
+
+    @app.errorhandler(TooManyQueued)
+    def too_many_queued(error: TooManyQueued):
+        return {"error": str(error)}, 429, {"Retry-After": RETRY_AFTER_SECONDS}
 
     @app.errorhandler(UploadNotStored)
     def upload_not_stored(error: UploadNotStored):

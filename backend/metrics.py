@@ -48,6 +48,20 @@ class _Live:
             for name in ("active", "queued", "running"):
                 yield GaugeMetricFamily(f"colsum_tasks_{name}", f"Tasks {name}", counts[name])
         try:
+            backlogs = found.store.backlogs()
+        except StoreUnavailable:
+            backlogs = None
+        if backlogs is not None:
+            # What waits for the executors in all: the signal to autoscale them on.
+            backlog = GaugeMetricFamily(
+                "colsum_backlog_tasks",
+                "Queued tasks waiting in their client's backlog, not yet in the queue",
+                labels=["client"],
+            )
+            for client, waiting in backlogs.items():
+                backlog.add_metric([client], waiting)
+            yield backlog
+        try:
             depth = found.publisher.queue_depth()
         except BrokerUnavailable:
             return

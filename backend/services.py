@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from colsum import store
 from colsum.broker import Publisher, Topology
 from colsum.clients import ClientRegistry
 from colsum.settings import Settings
@@ -26,11 +25,11 @@ class Services:
         # Nothing connects here: redis-py opens connections on first command (its pool is
         # thread-safe), and a publisher on first publish, so each gunicorn worker gets its
         # own after the fork.
-        redis = store.connect(settings.redis_url)
+        task_store = TaskStore.from_settings(settings)
         return cls(
             settings=settings,
-            store=TaskStore(redis, settings.redis_prefix, settings.record_ttl),
-            clients=ClientRegistry(redis, settings.redis_prefix),
+            store=task_store,
+            clients=ClientRegistry(task_store.redis, settings.redis_prefix),
         )
 
     @property

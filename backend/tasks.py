@@ -14,7 +14,7 @@ from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 from backend import auth, uploads, validation
 from backend.services import services
-from colsum import webhook_targets
+from colsum import fair_queue, webhook_targets
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.task import Task, TaskRequest, TaskStatus
 
@@ -129,26 +129,45 @@ def _query_options() -> dict[str, object]:
 
 
 def enqueue(task: Task):
+    """Record the task in its client's backlog and publish what the fair queue dispatches:
+    this task if there is room for it, maybe others that waited."""
     found = services()
-    found.store.create(task)
-    try:
-        found.publisher.publish(task.id)
-    except BrokerUnavailable:
-        # The client gets no id, so nobody would ever look at this record again.
-        found.store.discard(task.id)
-        raise
+    dispatched = found.store.create(task, found.settings.max_queued_per_client)
+    if task.id in dispatched:  # first: if RabbitMQ is down, this request is the one to fail
+        dispatched.remove(task.id)
+        try:
+            found.publisher.publish(task.id)
+        except BrokerUnavailable:
+            # The client gets no id, so nobody would ever look at this record again.
+            found.store.discard(task.id)
+            raise
+        _published(task.id)
+    _publish(dispatched)
+    return task.to_json(), 202, {"Location": f"/tasks/{task.id}"}
+
+
+def _published(task_id: str) -> None:
     # Had this process died before here, the sweeper would publish the task again; so it
     # does if this write fails. The task exists and will run: the client must learn its id.
     try:
-        found.store.published(task.id)
+        services().store.published(task_id)
     except StoreUnavailable as error:
         log.warning(
             "task %s is published, but stays in the outbox (%s): the sweeper will publish "
             "it again, and the executors take it once",
-            task.id,
+            task_id,
             error,
         )
-    return task.to_json(), 202, {"Location": f"/tasks/{task.id}"}
+
+
+def _publish(dispatched: list[str]) -> None:
+    """Publish tasks of other requests that the fair queue dispatched on this one; if
+    RabbitMQ fails now, they wait in the outbox for the sweeper, and this request still
+    succeeds: its own task is recorded."""
+    try:
+        fair_queue.publish_all(dispatched, services().publisher.publish, _published)
+    except BrokerUnavailable as error:
+        log.warning("dispatched tasks wait in the outbox for the sweeper: %s", error)
 
 
 @blueprint.get("")
@@ -239,4 +258,5 @@ def cancel(task_id: str):
         abort(
             409, f"task {task_id} is {task.status}; only queued or running tasks can be cancelled"
         )
+    _publish(store.dispatch())  # the cancelled task may have made room for another
     return _found(task_id, lambda: store.get(task_id)).to_json()

@@ -39,3 +39,7 @@ class SourceChanged(PermanentError):
 
 class TaskInterrupted(ColsumError):
     """The task was stopped from outside (its time limit): the reason is already recorded."""
+
+
+class TooManyQueued(ColsumError):
+    """A client already has MAX_QUEUED_PER_CLIENT tasks waiting: it must wait for some."""

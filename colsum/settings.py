@@ -75,6 +75,11 @@ class Settings:
     upload_max_bytes: int = 10 << 30
     # Seconds an upload may go without a byte arriving before it is dropped (its thread freed).
     upload_idle_timeout: float = 60.0
+    # Tasks dispatched to the queue or running at once (colsum/fair_queue.py); 0: one per
+    # live executor, so that the fair queue, not RabbitMQ's order, decides what runs next.
+    dispatch_window: int = 0
+    # The most tasks one client may have queued; 0: any number.
+    max_queued_per_client: int = 0
     # Unset: open mode, every caller is the client `anonymous`. Set: every route but health
     # and docs needs a token (backend/auth.py), and this one is the admin's.
     admin_token: str | None = None
@@ -153,6 +158,10 @@ class Settings:
             queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
             upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
+            dispatch_window=number("DISPATCH_WINDOW", defaults.dispatch_window, int),
+            max_queued_per_client=number(
+                "MAX_QUEUED_PER_CLIENT", defaults.max_queued_per_client, int
+            ),
             admin_token=optional("ADMIN_TOKEN"),
             rate_limit=optional("RATE_LIMIT"),
         )

@@ -18,8 +18,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 
-from colsum import jsoncodec
-from colsum.errors import StoreUnavailable
+from colsum import fair_queue, jsoncodec
+from colsum.errors import StoreUnavailable, TooManyQueued
+from colsum.settings import Settings
 from colsum.task import Task, TaskStatus, now
 
 P = ParamSpec("P")
@@ -81,26 +82,102 @@ class Keys:
         """Where the sweeper's pruning walks have got to: a hash, one field per walk."""
         return f"{self.prefix}prune"
 
+    def client_tasks(self, client: str) -> str:
+        """A client's tasks, as `tasks` holds everyone's."""
+        return f"{self.prefix}by-client:{client}:tasks"
 
-# Shared by the scripts: KEYS[1] is the task, ARGV[1] its id; `prefix` is ARGV's last.
+    def client_status(self, client: str, status: TaskStatus | str) -> str:
+        return f"{self.prefix}by-client:{client}:status:{status}"
+
+    @property
+    def indexed_clients(self) -> str:
+        """The clients that have indexes of their own, for the sweeper to prune."""
+        return f"{self.prefix}indexed-clients"
+
+    def backlog(self, client: str) -> str:
+        """A client's queued tasks not yet dispatched (colsum.fair_queue)."""
+        return f"{self.prefix}backlog:{client}"
+
+    @property
+    def backlogs(self) -> str:
+        """Clients with a backlog, by virtual time (colsum.fair_queue)."""
+        return f"{self.prefix}backlogs"
+
+    @property
+    def dispatched(self) -> str:
+        """Tasks dispatched to the queue and not yet claimed, by dispatch time."""
+        return f"{self.prefix}dispatched"
+
+
+# Shared by the scripts: a status change moves the task between the indexes, everyone's
+# and its client's (a record older than clients has none).
 _LUA_MOVE = """
-local function move(prefix, id, from, to, seq)
+local function move(prefix, id, from, to, seq, client)
   redis.call('ZREM', prefix .. 'status:' .. from, id)
   redis.call('ZADD', prefix .. 'status:' .. to, seq, id)
+  if client then
+    local mine = prefix .. 'by-client:' .. client .. ':status:'
+    redis.call('ZREM', mine .. from, id)
+    redis.call('ZADD', mine .. to, seq, id)
+  end
 end
 """
 
-# KEYS: task. ARGV: id, created (unix s), prefix, then field, value, ...
-# `queued_ts` (unix s) tells the sweeper how long a queued record has waited.
-_CREATE = """
-local prefix = ARGV[3]
+# ARGV of every script that may dispatch, after its own: now (unix s), window, executor
+# ttl (s), first estimate (bytes).
+_DISPATCH_ARGS = 4
+
+# KEYS: task. ARGV: id, created (unix s), prefix, client, priority rank, most queued
+# tasks the client may have (0: any), the dispatch arguments, then field, value, ...
+# `queued_ts` (unix s) tells the sweeper how long a queued record has waited. Returns the
+# tasks dispatched (maybe this one, maybe others), or -1 if the client has too many queued.
+_CREATE = (
+    fair_queue.LUA
+    + """
+local id, prefix, client = ARGV[1], ARGV[3], ARGV[4]
+local mine = prefix .. 'by-client:' .. client .. ':'
+local most = tonumber(ARGV[6])
+if most > 0 and redis.call('ZCARD', mine .. 'status:queued') >= most then return -1 end
 local seq = redis.call('INCR', prefix .. 'sequence')
-redis.call('HSET', KEYS[1], 'seq', seq, 'queued_ts', ARGV[2], unpack(ARGV, 4))
-redis.call('ZADD', prefix .. 'tasks', seq, ARGV[1])
-redis.call('ZADD', prefix .. 'status:queued', seq, ARGV[1])
-redis.call('ZADD', prefix .. 'outbox', ARGV[2], ARGV[1])
-return seq
+redis.call('HSET', KEYS[1], 'seq', seq, 'queued_ts', ARGV[2], unpack(ARGV, 11))
+redis.call('ZADD', prefix .. 'tasks', seq, id)
+redis.call('ZADD', prefix .. 'status:queued', seq, id)
+redis.call('ZADD', mine .. 'tasks', seq, id)
+redis.call('ZADD', mine .. 'status:queued', seq, id)
+redis.call('SADD', prefix .. 'indexed-clients', client)
+enqueue(prefix, client, id, tonumber(ARGV[5]) * """
+    + str(fair_queue.RANK_SPAN)
+    + """ + seq)
+return dispatch(prefix, tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]), ARGV[10])
 """
+)
+
+# ARGV: prefix, then the dispatch arguments. Dispatches what there is room for.
+_DISPATCH = (
+    fair_queue.LUA
+    + """
+return dispatch(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5])
+"""
+)
+
+# KEYS: task. ARGV: id, prefix. Forgets a task that was never published.
+_DISCARD = (
+    fair_queue.LUA
+    + """
+local client = redis.call('HGET', KEYS[1], 'client')
+local prefix = ARGV[2]
+redis.call('DEL', KEYS[1])
+for _, index in ipairs({'tasks', 'status:queued', 'outbox'}) do
+  redis.call('ZREM', prefix .. index, ARGV[1])
+end
+if client then
+  redis.call('ZREM', prefix .. 'by-client:' .. client .. ':tasks', ARGV[1])
+  redis.call('ZREM', prefix .. 'by-client:' .. client .. ':status:queued', ARGV[1])
+end
+unqueue(prefix, client, ARGV[1])
+return 0
+"""
+)
 
 # KEYS: task. ARGV: id, started_at, executor, attempt, lease ms, prefix.
 # Returns the record when the caller now holds the task; else its status (nil if unknown),
@@ -108,7 +185,8 @@ return seq
 # the task clears `republished_at`: should this claimant vanish too, the sweeper may
 # publish the task again at once.
 _CLAIM = (
-    _LUA_MOVE
+    fair_queue.LUA
+    + _LUA_MOVE
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return nil end
@@ -120,7 +198,9 @@ if holder and holder ~= ARGV[3] then return {'held', holder, redis.call('PTTL', 
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2],
            'executor', ARGV[3], 'attempt', ARGV[4])
 redis.call('HDEL', KEYS[1], 'republished_at')
-move(prefix, ARGV[1], status, 'running', redis.call('HGET', KEYS[1], 'seq'))
+local client = redis.call('HGET', KEYS[1], 'client')
+move(prefix, ARGV[1], status, 'running', redis.call('HGET', KEYS[1], 'seq'), client)
+unqueue(prefix, client, ARGV[1])
 redis.call('ZREM', prefix .. 'outbox', ARGV[1])
 redis.call('SET', lease, ARGV[3], 'PX', ARGV[5])
 return redis.call('HGETALL', KEYS[1])
@@ -133,7 +213,8 @@ return redis.call('HGETALL', KEYS[1])
 # finish only a running task claimed by it whose lease no other executor has taken: an
 # executor that lost its task never overwrites the outcome of the one that took it over.
 _FINISH = (
-    _LUA_MOVE
+    fair_queue.LUA
+    + _LUA_MOVE
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return false end
@@ -147,7 +228,10 @@ if ARGV[6] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-move(prefix, ARGV[1], status, ARGV[2], redis.call('HGET', KEYS[1], 'seq'))
+local client = redis.call('HGET', KEYS[1], 'client')
+move(prefix, ARGV[1], status, ARGV[2], redis.call('HGET', KEYS[1], 'seq'), client)
+unqueue(prefix, client, ARGV[1])
+if client then settle(prefix, client, KEYS[1]) end
 redis.call('DEL', prefix .. 'lease:' .. ARGV[1])
 redis.call('ZREM', prefix .. 'outbox', ARGV[1])
 redis.call('PUBLISH', prefix .. 'finished:' .. ARGV[1], ARGV[2])
@@ -243,17 +327,17 @@ end
 return found
 """
 
-# KEYS: status:queued. ARGV: prefix, now (unix s), grace (s), at most, how many to look at.
-# The oldest queued records that waited longer than `grace` since they were queued or last
-# published again, marked as published now.
+# KEYS: dispatched. ARGV: prefix, now (unix s), grace (s), at most, how many to look at.
+# The tasks dispatched longest ago, still queued, that waited longer than `grace` since
+# they were dispatched or last published again, marked as published now.
 _STALE_QUEUED = """
 local found = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1)) do
   if #found >= tonumber(ARGV[4]) then break end
   local task = ARGV[1] .. 'task:' .. id
-  local times = redis.call('HMGET', task, 'queued_ts', 'republished_at')
-  if redis.call('EXISTS', task) == 1 and redis.call('ZSCORE', ARGV[1] .. 'outbox', id) == false then
-    local since = math.max(tonumber(times[1] or '0'), tonumber(times[2] or '0'))
+  local fields = redis.call('HMGET', task, 'status', 'dispatched_at', 'republished_at')
+  if fields[1] == 'queued' and redis.call('ZSCORE', ARGV[1] .. 'outbox', id) == false then
+    local since = math.max(tonumber(fields[2] or '0'), tonumber(fields[3] or '0'))
     if tonumber(ARGV[2]) - since >= tonumber(ARGV[3]) then
       redis.call('HSET', task, 'republished_at', ARGV[2])
       table.insert(found, id)
@@ -344,12 +428,25 @@ class Page:
     next_cursor: str | None  # None on the last page
 
 
+# Seconds after its last heartbeat that an executor no longer counts as live.
+EXECUTOR_TTL = 15.0
+
+
 class TaskStore:
-    def __init__(self, client: redis.Redis, prefix: str, record_ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        record_ttl: int = 7 * 24 * 3600,
+        dispatch_window: int = 0,
+    ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.record_ttl = record_ttl
+        self.dispatch_window = dispatch_window
         self._create = client.register_script(_CREATE)
+        self._dispatch = client.register_script(_DISPATCH)
+        self._discard = client.register_script(_DISCARD)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._progress = client.register_script(_PROGRESS)
@@ -361,12 +458,42 @@ class TaskStore:
         self._stale_queued = client.register_script(_STALE_QUEUED)
         self._prune = client.register_script(_PRUNE)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TaskStore:
+        return cls(
+            connect(settings.redis_url),
+            settings.redis_prefix,
+            settings.record_ttl,
+            settings.dispatch_window,
+        )
+
+    def _dispatch_args(self) -> list[Any]:
+        return [time.time(), self.dispatch_window, EXECUTOR_TTL, fair_queue.FIRST_ESTIMATE]
+
     @_translated
-    def create(self, task: Task) -> None:
-        """Record a queued task, in the outbox until `published` says RabbitMQ has it."""
+    def create(self, task: Task, max_queued: int = 0) -> list[str]:
+        """Record a queued task in its client's backlog, and dispatch what there is room
+        for: the ids returned are in the outbox, to be published (then `published`).
+
+        TooManyQueued if the client has `max_queued` (> 0) tasks queued already."""
         pairs = [item for pair in task.to_redis().items() for item in pair]
-        args = [task.id, time.time(), self.prefix, *pairs]
-        self._create(keys=[self.keys.task(task.id)], args=args)
+        rank = fair_queue.RANKS[task.priority]
+        args = [task.id, time.time(), self.prefix, task.client, rank, max_queued]
+        dispatched = self._create(
+            keys=[self.keys.task(task.id)], args=[*args, *self._dispatch_args(), *pairs]
+        )
+        if dispatched == -1:
+            raise TooManyQueued(
+                f"client {task.client!r} has {max_queued} tasks queued, the most it may have; "
+                "submit more once some have started"
+            )
+        return dispatched
+
+    @_translated
+    def dispatch(self) -> list[str]:
+        """Dispatch the tasks there is room for now (see colsum.fair_queue); their ids,
+        in the outbox, to be published."""
+        return self._dispatch(keys=[], args=[self.prefix, *self._dispatch_args()])
 
     @property
     def prefix(self) -> str:
@@ -385,11 +512,7 @@ class TaskStore:
     @_translated
     def discard(self, task_id: str) -> None:
         """Remove a task that was never published, so it cannot sit `queued` forever."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.task(task_id))
-            for key in (self.keys.tasks, self.keys.status(TaskStatus.QUEUED), self.keys.outbox):
-                pipe.zrem(key, task_id)
-            pipe.execute()
+        self._discard(keys=[self.keys.task(task_id)], args=[task_id, self.prefix])
 
     @_translated
     def get(self, task_id: str) -> Task | None:
@@ -399,15 +522,9 @@ class TaskStore:
     def page(
         self, status: TaskStatus | None, limit: int, cursor: str | None, client: str | None = None
     ) -> Page:
-        """Tasks newest first, `limit` at most, older than `cursor` (from the previous page)."""
-        if client is not None:  # a stand-in until the per-client indexes: filters all
-            found = self.page(status, 1 << 30, cursor).tasks
-            mine = [task for task in found if task.client == client]
-            more = len(mine) > limit
-            key = self.keys.tasks if status is None else self.keys.status(status)
-            last = self.redis.zscore(key, mine[limit - 1].id) if more else None
-            return Page(mine[:limit], f"{int(last)}" if last is not None else None)
-        key = self.keys.tasks if status is None else self.keys.status(status)
+        """Tasks newest first, `limit` at most, older than `cursor` (from the previous page);
+        everyone's, or one client's."""
+        key = self._index(status, client)
         top = f"({cursor}" if cursor else "+inf"
         # One more than asked: a page is the last exactly when the one after it is empty.
         entries = self.redis.zrevrangebyscore(
@@ -425,15 +542,23 @@ class TaskStore:
             elif not record:
                 expired.append(task_id)
         if expired:  # their records ran out of RECORD_TTL: drop them from the indexes too
-            self._unindex(expired)
+            self._unindex(expired, client)
         return Page(tasks, f"{int(entries[-1][1])}" if more else None)
 
-    def _unindex(self, task_ids: list[str]) -> None:
+    def _index(self, status: TaskStatus | None, client: str | None) -> str:
+        if client is None:
+            return self.keys.tasks if status is None else self.keys.status(status)
+        if status is None:
+            return self.keys.client_tasks(client)
+        return self.keys.client_status(client, status)
+
+    def _unindex(self, task_ids: list[str], client: str | None) -> None:
+        finished = [status for status in TaskStatus if status.finished]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self.keys.tasks, *task_ids)
-            for status in TaskStatus:
-                if status.finished:
-                    pipe.zrem(self.keys.status(status), *task_ids)
+            for owner in {None, client}:
+                pipe.zrem(self._index(None, owner), *task_ids)
+                for status in finished:
+                    pipe.zrem(self._index(status, owner), *task_ids)
             pipe.execute()
 
     @_translated
@@ -511,21 +636,24 @@ class TaskStore:
 
     @_translated
     def stale_queued(self, grace: float, limit: int, scan: int = 1000) -> list[str]:
-        """Up to `limit` of the `scan` oldest queued tasks, published (not in the outbox)
-        but queued for more than `grace` seconds since they were published last; each is
-        marked as published again now."""
-        key = self.keys.status(TaskStatus.QUEUED)
+        """Up to `limit` of the `scan` tasks dispatched longest ago, published (not in the
+        outbox) but queued for more than `grace` seconds since they were published last;
+        each is marked as published again now."""
+        key = self.keys.dispatched
         args = [self.prefix, time.time(), grace, limit, scan]
         return self._stale_queued(keys=[key], args=args)
 
     @_translated
-    def prune(self, limit: int) -> int:
+    def prune(self, limit: int, clients: int = 10) -> int:
         """Drop index entries whose record expired, looking at `limit` entries of each
         index per call, in turn, among those old enough to have expired; how many were
-        dropped."""
-        finished = [self.keys.status(status) for status in TaskStatus if status.finished]
+        dropped. The clients' own indexes are walked `clients` (chosen at random) a call."""
+        finished = [status for status in TaskStatus if status.finished]
+        indexes = [self.keys.tasks, *(self.keys.status(s) for s in finished), self.keys.webhooks]
+        for client in self.redis.srandmember(self.keys.indexed_clients, clients):
+            indexes += [self._index(None, client), *(self._index(s, client) for s in finished)]
         dropped = 0
-        for index in (self.keys.tasks, *finished, self.keys.webhooks):
+        for index in indexes:
             args = [self.prefix, limit, time.time() - self.record_ttl]
             dropped += self._prune(keys=[index, self.keys.prune], args=args)
         return dropped
@@ -540,12 +668,22 @@ class TaskStore:
 
     @_translated
     def published_queued(self) -> int:
-        """Queued tasks that should have a message in the queue: not in the outbox."""
+        """Queued tasks that should have a message in the queue: dispatched, not in the
+        outbox."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.status(TaskStatus.QUEUED))
+            pipe.zcard(self.keys.dispatched)
             pipe.zcard(self.keys.outbox)
-            queued, unpublished = pipe.execute()
-        return queued - unpublished
+            dispatched, unpublished = pipe.execute()
+        return dispatched - unpublished
+
+    @_translated
+    def backlogs(self) -> dict[str, int]:
+        """Each client's tasks waiting in its backlog, not yet dispatched to the queue."""
+        clients = self.redis.zrange(self.keys.backlogs, 0, -1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for client in clients:
+                pipe.zcard(self.keys.backlog(client))
+            return dict(zip(clients, pipe.execute(), strict=True))
 
     @_translated
     def due_webhook(self, claim_for: float) -> str | None:
@@ -607,20 +745,10 @@ class TaskStore:
 
     @_translated
     def counts(self, client: str | None = None) -> dict[str, int]:
-        if client is not None:  # a stand-in until the per-client indexes: reads every record
-            counts = {}
-            for status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
-                ids = self.redis.zrange(self.keys.status(status), 0, -1)
-                with self.redis.pipeline(transaction=False) as pipe:
-                    for task_id in ids:
-                        pipe.hget(self.keys.task(task_id), "client")
-                    owners = pipe.execute()
-                counts[status.value] = sum(owner == client for owner in owners)
-            queued, running = counts["queued"], counts["running"]
-            return {"active": queued + running, "queued": queued, "running": running}
+        """Everyone's active tasks, or one client's."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.status(TaskStatus.QUEUED))
-            pipe.zcard(self.keys.status(TaskStatus.RUNNING))
+            pipe.zcard(self._index(TaskStatus.QUEUED, client))
+            pipe.zcard(self._index(TaskStatus.RUNNING, client))
             queued, running = pipe.execute()
         return {"active": queued + running, "queued": queued, "running": running}
 

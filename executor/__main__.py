@@ -3,9 +3,10 @@
 import logging
 import sys
 
-from colsum import logs, store
+from colsum import logs
 from colsum.errors import BrokerMisconfigured
 from colsum.settings import Settings
+from colsum.store import TaskStore
 from executor.storage import storages
 from executor.worker import Worker
 
@@ -13,9 +14,7 @@ from executor.worker import Worker
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings)
-    task_store = store.TaskStore(
-        store.connect(settings.redis_url), settings.redis_prefix, settings.record_ttl
-    )
+    task_store = TaskStore.from_settings(settings)
     try:
         worker = Worker(settings, task_store, storages(settings))
         worker.install_signal_handlers()

@@ -34,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from colsum import uploads
+from colsum import fair_queue, uploads
 from colsum.broker import Publisher, Topology
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.s3client import make_client
@@ -80,6 +80,8 @@ class Sweeper:
             log.warning("task %s lost its executor (lease expired); publishing it again", task_id)
             self._publish(task_id)
         self._publish_lost_queued()
+        # Whatever event should have dispatched a task and did not (its process died).
+        fair_queue.publish_all(self.store.dispatch(), self._publish, self.store.published)
         if dropped := self.store.prune(PRUNE_BATCH):
             log.info("dropped %d expired tasks from the indexes", dropped)
         self._delete_expired_uploads()

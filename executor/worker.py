@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from colsum import broker, logs
+from colsum import broker, fair_queue, logs
 from colsum.broker import Topology
 from colsum.errors import (
     BrokerMisconfigured,
@@ -44,7 +45,7 @@ from colsum.errors import (
     TransientError,
 )
 from colsum.settings import Settings
-from colsum.store import Held, TaskStore
+from colsum.store import EXECUTOR_TTL, Held, TaskStore
 from colsum.task import Task, TaskStatus
 from colsum.task import now as now_stamp
 from executor import metrics, summing
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 MAX_RECONNECT_DELAY = 10.0
 HEARTBEAT_INTERVAL = 5.0  # seconds between two registrations of an idle executor
 BUSY_HEARTBEAT_INTERVAL = 1.0  # ... and of a busy one, so its current task shows promptly
-HEARTBEAT_TTL = 15.0  # ...after which a silent one counts as gone
+HEARTBEAT_TTL = EXECUTOR_TTL  # ...after which a silent one counts as gone
 PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
 STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
 
@@ -157,6 +158,7 @@ class Worker:
             # For handing messages back (see _hand_back): publishes confirmed by RabbitMQ.
             returns = connection.channel()
             returns.confirm_delivery()
+            self._dispatch(returns)  # one more executor: room for one more task
             # Messages RabbitMQ gave up on (delivery limit) arrive here, on a channel of
             # their own, and are handled between the tasks of the main loop.
             dead = connection.channel()
@@ -171,6 +173,7 @@ class Worker:
                         break
                     self.sweeper.maybe_sweep()
                     self._beat()  # raises StoreUnavailable when Redis is gone: stop consuming
+                    self._dispatch(returns)
                     continue
                 task_id, attempt = self._decode(body, properties)
                 if task_id is None:
@@ -183,6 +186,7 @@ class Worker:
                 )
                 if outcome is Outcome.ACK:
                     channel.basic_ack(method.delivery_tag)
+                    self._dispatch(returns)  # the task's place is free for the next
                     continue
                 self._hand_back(channel, returns, method.delivery_tag, task_id, attempt)
                 if outcome is Outcome.HAND_BACK_REDIS_DOWN:
@@ -215,6 +219,18 @@ class Worker:
         channel.cancel()
         channel.basic_ack(delivery_tag)
         log.info("task %s: handed back to the queue", task_id)
+
+    def _dispatch(self, returns: BlockingChannel) -> None:
+        """Publish what the fair queue lets into the queue now (colsum/fair_queue.py). A
+        task RabbitMQ refuses stays in the outbox, for the sweeper."""
+
+        def publish(task_id: str) -> None:
+            broker.publish(returns, self.topology, task_id)
+
+        try:
+            fair_queue.publish_all(self.store.dispatch(), publish, self.store.published)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+            log.warning("RabbitMQ refused a dispatched task (%r); the sweeper retries", error)
 
     def _decode(self, body: bytes, properties: pika.BasicProperties) -> tuple[str | None, int]:
         try:

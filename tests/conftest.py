@@ -28,7 +28,6 @@ from moto.server import ThreadedMotoServer
 
 from backend import create_app
 from colsum import broker
-from colsum import store as task_store
 from colsum.broker import Publisher
 from colsum.s3client import make_client
 from colsum.settings import Settings
@@ -123,7 +122,7 @@ def remove_test_data(redis_url: str, amqp_url: str, name: str) -> None:
 
 @pytest.fixture
 def store(settings: Settings) -> TaskStore:
-    return TaskStore(task_store.connect(settings.redis_url), settings.redis_prefix)
+    return TaskStore.from_settings(settings)
 
 
 @pytest.fixture
@@ -393,9 +392,9 @@ def submit(store: TaskStore, publisher: Publisher) -> Callable[[str], str]:
 
     def submit(source: str | S3Source) -> str:
         task = Task(source=LocalSource(path=source) if isinstance(source, str) else source)
-        store.create(task)
-        publisher.publish(task.id)
-        store.published(task.id)
+        for dispatched in store.create(task):
+            publisher.publish(dispatched)
+            store.published(dispatched)
         return task.id
 
     return submit

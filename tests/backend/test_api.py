@@ -180,6 +180,7 @@ def test_without_redis_post_is_503(settings: Settings):
     assert response.get_json() == {"error": "the task store is unavailable; try again shortly"}
 
 
+@pytest.mark.settings(dispatch_window=10)  # each POST publishes, none waits
 def test_a_publisher_connection_idle_past_its_heartbeat_is_reopened_quietly(settings, capfd):
     short = dataclasses.replace(settings, amqp_url=f"{settings.amqp_url}?heartbeat=1")
     client = create_app(short).test_client()
@@ -193,6 +194,7 @@ def test_a_publisher_connection_idle_past_its_heartbeat_is_reopened_quietly(sett
     assert " ERROR " not in logged and "Traceback" not in logged
 
 
+@pytest.mark.settings(dispatch_window=10)  # each POST publishes, none waits
 def test_a_dropped_publisher_connection_is_reopened_without_failing_a_request(settings, channel):
     target = urlsplit(settings.amqp_url)
     proxy = TCPProxy(target.hostname or "127.0.0.1", target.port or 5672)

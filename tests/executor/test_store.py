@@ -113,9 +113,11 @@ def test_pruning_drops_expired_tasks_from_every_index_a_batch_at_a_time(store):
         store.redis.zadd(store.keys.webhooks, {task.id: 0})
         store.redis.delete(store.keys.task(task.id))  # RECORD_TTL ran out
     dropped = sum(store.prune(limit=2) for _ in range(4))
-    assert dropped == 5 * 3  # tasks, status:done, webhooks
+    assert dropped == 5 * 5  # tasks, status:done, webhooks, and the client's tasks, status:done
     assert store.redis.zrange(store.keys.tasks, 0, -1) == [kept.id]
+    assert store.redis.zrange(store.keys.client_tasks(kept.client), 0, -1) == [kept.id]
     assert store.redis.zcard(store.keys.status(TaskStatus.DONE)) == 0
+    assert store.redis.zcard(store.keys.client_status(kept.client, TaskStatus.DONE)) == 0
     assert store.redis.zcard(store.keys.webhooks) == 0
 
 
@@ -131,5 +133,5 @@ def test_pruning_looks_only_at_records_old_enough_to_have_expired(store):
 def test_pruning_deletes_a_hash_without_an_id(store):
     ghost = created_long_ago(store)
     store.redis.hdel(store.keys.task(ghost.id), "id")
-    assert store.prune(limit=10) == 1
+    assert store.prune(limit=10) == 2  # from everyone's index and its client's
     assert not store.redis.exists(store.keys.task(ghost.id))

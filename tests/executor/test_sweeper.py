@@ -7,6 +7,8 @@ import dataclasses
 import os
 import time
 
+import pytest
+
 from colsum import uploads
 from colsum.task import LocalSource, Task, TaskStatus
 from executor.sweeper import Sweeper
@@ -54,6 +56,7 @@ def test_an_abandoned_task_claimed_and_abandoned_again_is_published_again(settin
     sweep.close()
 
 
+@pytest.mark.settings(dispatch_window=10)  # all five are dispatched at once
 def test_queued_tasks_whose_messages_were_lost_are_published_again_once_per_grace(
     settings, store, publisher, channel
 ):

@@ -291,6 +291,7 @@ def test_a_cancelled_task_has_stopped_before_the_executor_takes_the_next(setting
 
 
 @pytest.mark.settings(lease=1.5)
+@pytest.mark.settings(dispatch_window=2)  # room for `following` beside the taken-over task
 def test_an_executor_whose_task_was_taken_over_stops_it_and_writes_nothing(settings, store, submit):
     (settings.data_dir / "a.csv").write_text(HEADER + ROW)
     storage = GatedStorage(settings)
