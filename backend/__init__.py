@@ -9,7 +9,7 @@ from flask import Flask
 from flask.json.provider import JSONProvider
 from werkzeug.routing import BaseConverter
 
-from backend import dashboard, docs, errors, health, tasks
+from backend import auth, clients, dashboard, docs, errors, health, ratelimit, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["colsum"] = Services.from_settings(settings)
     # Task requests are small JSON documents; anything larger is a mistake or an attack.
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    auth.register(app)
     app.register_blueprint(tasks.blueprint)
+    app.register_blueprint(clients.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(dashboard.blueprint)
     docs.register(app)
@@ -54,5 +56,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     from backend import metrics
 
     metrics.register(app)
+    ratelimit.register(app)
     errors.register(app)
     return app

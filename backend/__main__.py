@@ -18,7 +18,8 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 from prometheus_client import multiprocess
 
-from backend import create_app
+from backend import auth, create_app
+from colsum import logs
 from colsum.settings import Settings
 
 # Seconds a client may stay silent in the middle of a request before the backend hangs up.
@@ -84,8 +85,11 @@ class Server(BaseApplication):
 
 def main() -> None:
     master = os.getpid()
+    settings = Settings.from_env()
+    logs.configure(settings)
+    auth.announce(settings)
     try:
-        Server(Settings.from_env()).run()
+        Server(settings).run()
     finally:
         # Workers are forked from here and leave through this `finally` too: only the
         # master, last out, may remove the folder they write their counters to.

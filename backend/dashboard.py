@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, render_template
 
-from backend.health import EXECUTOR_TTL, executor_json
+from backend import auth
+from backend.health import visible_executors
 from backend.services import services
 from colsum.task import Task, TaskStatus, instant
 
@@ -90,15 +91,16 @@ def ago(stamp: str | None) -> str:
 
 
 def _state() -> dict[str, object]:
+    """What the caller may see: its own tasks and counts; the admin's (and open mode's) all."""
     store = services().store
     now = datetime.now(UTC)
+    mine = None if auth.is_admin() else auth.current_client()
     return {
-        "counts": store.counts(),
-        "executors": sorted(
-            (executor_json(r) for r in store.live_executors(EXECUTOR_TTL)),
-            key=lambda e: str(e["id"]),
-        ),
-        "tasks": [TaskRow.of(task, now) for task in store.page(None, RECENT, None).tasks],
+        "counts": store.counts(client=mine),
+        "executors": sorted(visible_executors(), key=lambda e: str(e["id"])),
+        "tasks": [
+            TaskRow.of(task, now) for task in store.page(None, RECENT, None, client=mine).tasks
+        ],
     }
 
 

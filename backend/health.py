@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from backend import auth
 from backend.services import services
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 
@@ -39,7 +40,24 @@ def readyz():
 
 @blueprint.get("/executors")
 def executors():
-    return {"executors": [executor_json(r) for r in services().store.live_executors(EXECUTOR_TTL)]}
+    return {"executors": visible_executors()}
+
+
+def visible_executors() -> list[dict[str, object]]:
+    """The live executors; to a client, another client's task in hand shows as `null`,
+    so that no task id of theirs leaks (the executor still shows busy by its counters)."""
+    store = services().store
+    found = [executor_json(r) for r in store.live_executors(EXECUTOR_TTL)]
+    if not auth.is_admin():
+        for executor in found:
+            task_id = executor["current_task"]
+            try:
+                task = store.get(str(task_id)) if task_id else None
+            except (KeyError, ValueError):  # a broken record: nobody's to show
+                task = None
+            if task is None or task.client != auth.current_client():
+                executor["current_task"] = None
+    return found
 
 
 def executor_json(record: dict[str, str]) -> dict[str, object]:

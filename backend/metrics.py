@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, abort, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from backend import auth
 from backend.services import services
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 
@@ -69,6 +70,10 @@ class _Live:
 
 @blueprint.get("/metrics")
 def metrics():
+    # Counts of every client's tasks: the operator's, so the admin token's (Prometheus
+    # sends it with `authorization: {credentials: ...}` in its scrape config).
+    if not auth.is_admin():
+        abort(403, "/metrics needs the admin token")
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from colsum.broker import Publisher, Topology
+from colsum.clients import ClientRegistry
 from colsum.settings import Settings
 from colsum.store import TaskStore
 
@@ -16,6 +17,7 @@ from colsum.store import TaskStore
 class Services:
     settings: Settings
     store: TaskStore
+    clients: ClientRegistry
     _publishers: threading.local = field(default_factory=threading.local)
 
     @classmethod
@@ -23,9 +25,11 @@ class Services:
         # Nothing connects here: redis-py opens connections on first command (its pool is
         # thread-safe), and a publisher on first publish, so each gunicorn worker gets its
         # own after the fork.
+        task_store = TaskStore.from_settings(settings)
         return cls(
             settings=settings,
-            store=TaskStore.from_settings(settings),
+            store=task_store,
+            clients=ClientRegistry(task_store.redis, settings.redis_prefix),
         )
 
     @property

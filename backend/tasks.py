@@ -12,11 +12,10 @@ from flask import Blueprint, abort, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 
-from backend import uploads, validation
-from backend.auth import current_client
+from backend import auth, uploads, validation
 from backend.services import services
 from colsum import fair_queue, webhook_targets
-from colsum.errors import BrokerUnavailable, StoreUnavailable
+from colsum.errors import BrokerUnavailable, StoreUnavailable, TooManyQueued
 from colsum.scope import Scope
 from colsum.task import Task, TaskRequest, TaskStatus
 
@@ -72,7 +71,7 @@ def create():
         refused = webhook_targets.refusal(task_request.callback_url, services().settings)
         if refused is not None:
             abort(400, refused)
-    client = current_client()
+    client = auth.current_client()
     # Early word, as for callback URLs; the executor asks again where the file really is.
     if refused := Scope.from_settings(services().settings).refusal(task_request.source, client):
         abort(400, refused)
@@ -80,8 +79,8 @@ def create():
 
 
 def upload(options: dict[str, object]):
-    """The body is the CSV; `header`, `delimiter` and `filename` come as query parameters
-    (or the name in a Content-Disposition header)."""
+    """The body is the CSV; `header`, `delimiter`, `priority` and `filename` come as query
+    parameters (or the name in a Content-Disposition header)."""
     request.max_content_length = UPLOAD_LIMIT  # uploads.store applies UPLOAD_MAX_BYTES
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -95,7 +94,7 @@ def upload(options: dict[str, object]):
     name = uploads.filename_of(
         request.args.get("filename"), request.headers.get("Content-Disposition")
     )
-    client = current_client()
+    client = auth.current_client()
     try:
         source = uploads.store(
             task_id, request.stream, settings, request.content_length, name, client
@@ -104,7 +103,7 @@ def upload(options: dict[str, object]):
         return {"error": str(error)}, error.status
     try:
         return enqueue(Task(id=task_id, source=source, client=client, **options))
-    except (BrokerUnavailable, StoreUnavailable):
+    except (BrokerUnavailable, StoreUnavailable, TooManyQueued):
         uploads.discard(source, settings, client)
         raise
 
@@ -127,12 +126,13 @@ def _refuse_an_endless_body() -> None:
 
 
 def _query_options() -> dict[str, object]:
-    """`header` and `delimiter` from the query string, as the spec allowed them."""
+    """`header`, `delimiter` and `priority` from the query string, as the spec allowed them."""
     options: dict[str, object] = {}
     if "header" in request.args:
         options["header"] = request.args["header"] == "true"
-    if "delimiter" in request.args:
-        options["delimiter"] = request.args["delimiter"]
+    for name in ("delimiter", "priority"):
+        if name in request.args:
+            options[name] = request.args[name]
     return options
 
 
@@ -184,13 +184,32 @@ def index():
     status = request.args.get("status")
     limit = int(request.args.get("limit", DEFAULT_LIMIT))
     cursor = request.args.get("cursor")
-    page = services().store.page(TaskStatus(status) if status else None, limit, cursor)
+    page = services().store.page(
+        TaskStatus(status) if status else None, limit, cursor, client=_listed_client()
+    )
     return {"tasks": [task.to_json() for task in page.tasks], "next_cursor": page.next_cursor}
+
+
+def _listed_client() -> str | None:
+    """Whose tasks GET /tasks lists: the caller's own; the admin's pick (`?client=`), or all.
+    A client naming another is refused, whether that client exists or not."""
+    asked = request.args.get("client")
+    if auth.is_admin():
+        return asked
+    if asked is not None and asked != auth.current_client():
+        abort(403, "a client token lists its own tasks only; '?client=' is for the admin")
+    return auth.current_client()
 
 
 @blueprint.get("/active")
 def active():
-    return services().store.counts()
+    """The caller's own counts; the admin's also has `all`. In open mode, as it always was:
+    the counts of every task."""
+    store = services().store
+    if auth.open_mode():
+        return store.counts()
+    own = store.counts(client=auth.current_client())
+    return {**own, "all": store.counts()} if auth.is_admin() else own
 
 
 @blueprint.get("/<task_id:task_id>")
@@ -198,15 +217,14 @@ def show(task_id: str):
     validation.check(request)
     wait = _wait_seconds()
     store = services().store
-    if not wait:
-        return _found(task_id, lambda: store.get(task_id)).to_json()
+    task = _found(task_id, lambda: store.get(task_id))
+    if not wait or task.status.finished:
+        return task.to_json()
     slots = current_app.extensions[LONG_POLLS]
     if not slots.acquire(blocking=False):
         # Every slot is taken: a long poll must not take a thread that other requests
         # need, so this one answers at once, and the client asks again (the spec says so).
-        task = _found(task_id, lambda: store.get(task_id))
-        headers = {} if task.status.finished else {"Retry-After": RETRY_AFTER_SECONDS}
-        return task.to_json(), 200, headers
+        return task.to_json(), 200, {"Retry-After": RETRY_AFTER_SECONDS}
     try:
         return _found(task_id, lambda: store.wait(task_id, wait)).to_json()
     finally:
@@ -226,13 +244,14 @@ def _wait_seconds() -> float:
 
 def _found(task_id: str, read: Callable[[], Task | None]) -> Task:
     """The task `read` returns, or 404. A record that cannot be read as a task (a hash
-    left without its fields) is no task either: logged, never a 500."""
+    left without its fields) is no task either: logged, never a 500. Nor is another
+    client's task, with the very same answer, so that ids cannot be probed."""
     try:
         task = read()
     except (KeyError, ValueError) as error:
         log.warning("task %s has a broken record (%r); answering 404", task_id, error)
         task = None
-    if task is None:
+    if task is None or not (auth.is_admin() or task.client == auth.current_client()):
         abort(404, f"no task with id {task_id!r}")
     return task
 
@@ -241,6 +260,7 @@ def _found(task_id: str, read: Callable[[], Task | None]) -> Task:
 def cancel(task_id: str):
     validation.check(request)
     store = services().store
+    _found(task_id, lambda: store.get(task_id))  # the caller's to cancel, or 404
     if store.cancel(task_id) is None:
         task = _found(task_id, lambda: store.get(task_id))
         abort(

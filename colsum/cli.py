@@ -4,6 +4,9 @@
     colsum submit s3://bucket/key.csv        # an S3 object
     colsum submit ./local.csv --upload       # a file of yours, uploaded
     colsum status ID | list | active | cancel ID
+    colsum client create NAME [--weight N] | list | revoke NAME | token NAME   # admin token
+
+With a token (COLSUM_TOKEN or --token) every request carries `Authorization: Bearer`.
 
 Exit codes for scripts: 0 done (or the request succeeded), 1 the task failed or was
 cancelled, 2 the request was refused (4xx), 3 the service is unreachable or broken (5xx),
@@ -37,9 +40,11 @@ class ServiceError(Exception):
 
 
 class Client:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -156,6 +161,40 @@ def next_page(args: argparse.Namespace, cursor: str, default_url: str) -> str:
     return f"colsum list{status} --limit {args.limit} --cursor {cursor}{url}"
 
 
+def manage_clients(client: Client, args: argparse.Namespace) -> int:
+    """`colsum client ...`: the admin's commands, over the API with the admin token."""
+    if args.action == "create":
+        body = {"name": args.name, "weight": args.weight}
+        shown = client.call("POST", "/clients", json=body)
+    elif args.action == "token":
+        shown = client.call("POST", f"/clients/{args.name}/tokens")
+    elif args.action == "revoke":
+        shown = client.call("DELETE", f"/clients/{args.name}")
+    else:
+        shown = client.call("GET", "/clients")
+    if args.json:
+        print(jsoncodec.dumps(shown))
+    elif "token" in shown:
+        print(shown["token"])
+        print(
+            f"colsum: the token of {shown['client']}, shown this once: give it to them "
+            "(COLSUM_TOKEN, or 'Authorization: Bearer <token>')",
+            file=sys.stderr,
+        )
+    elif "revoked_tokens" in shown:
+        print(f"{shown['client']}: {shown['revoked_tokens']} token(s) revoked")
+    else:
+        for entry in shown["clients"]:
+            state = "revoked" if not entry["tokens"] else f"{entry['tokens']} token(s)"
+            print(
+                f"{entry['client']}  weight {entry['weight']}  {state}  "
+                f"active {entry['active']}  queued {entry['queued']}  running {entry['running']}"
+            )
+        if not shown["clients"]:
+            print("no clients", file=sys.stderr)
+    return DONE
+
+
 def exit_code(task: dict) -> int:
     return DONE if task["status"] in ("done", "queued", "running") else FAILED
 
@@ -176,11 +215,14 @@ def _run(argv: list[str] | None) -> int:
     url = os.environ.get("COLSUM_URL", "http://127.0.0.1:8000")
     parser.add_argument("--url", default=url, help=f"the service (COLSUM_URL; now {url})")
     parser.add_argument("--json", action="store_true", help="print JSON, not a table")
+    token = os.environ.get("COLSUM_TOKEN")
+    parser.add_argument("--token", default=token, help="the API token (COLSUM_TOKEN)")
     # The same options after the command too (`colsum list --json`); SUPPRESS keeps an
     # option given before the command when it is not repeated after it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON")
+    common.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -201,9 +243,21 @@ def _run(argv: list[str] | None) -> int:
     listing.add_argument("--cursor", help="the next page, as the previous one said")
     command("active", "count the tasks in work")
     command("cancel", "cancel a task").add_argument("id")
+    clients = command("client", "manage clients and their tokens (the admin token)")
+    actions = clients.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, parents=[common])
+
+    create = action("create", "register a client; prints its token")
+    create.add_argument("name")
+    create.add_argument("--weight", type=int, default=1, help="its share of the executors")
+    action("list", "the clients, with their task counts")
+    action("revoke", "revoke every token of a client").add_argument("name")
+    action("token", "issue a client another token").add_argument("name")
     args = parser.parse_args(argv)
 
-    client = Client(args.url)
+    client = Client(args.url, args.token)
     try:
         if args.command == "submit":
             task = submit(client, args)
@@ -226,13 +280,17 @@ def _run(argv: list[str] | None) -> int:
         if args.command == "cancel":
             show(client.call("DELETE", f"/tasks/{args.id}"), args.json)
             return DONE
+        if args.command == "client":
+            return manage_clients(client, args)
         if args.command == "active":
             counts = client.call("GET", "/tasks/active")
-            print(
-                json.dumps(counts)
-                if args.json
-                else "  ".join(f"{k} {v}" for k, v in counts.items())
-            )
+            if args.json:
+                print(json.dumps(counts))
+            else:
+                every = counts.pop("all", None)  # the admin's: every client's tasks
+                print("  ".join(f"{k} {v}" for k, v in counts.items()))
+                if every is not None:
+                    print("all clients: " + "  ".join(f"{k} {v}" for k, v in every.items()))
             return DONE
         params = {"limit": args.limit, "status": args.status, "cursor": args.cursor}
         page = client.call("GET", "/tasks", params={k: v for k, v in params.items() if v})

@@ -84,6 +84,11 @@ class Settings:
     # instead of DATA_DIR, and only these S3 buckets (none: any), besides its own uploads.
     client_dirs: bool = False
     s3_allowed_buckets: tuple[str, ...] = ()
+    # Unset: open mode, every caller is the client `anonymous`. Set: every route but health
+    # and docs needs a token (backend/auth.py), and this one is the admin's.
+    admin_token: str | None = None
+    # POST /tasks per client, in flask-limiter's notation ("50/second"); unset: no limit.
+    rate_limit: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -167,4 +172,6 @@ class Settings:
                 for bucket in text("S3_ALLOWED_BUCKETS", "").split(",")
                 if bucket.strip()
             ),
+            admin_token=optional("ADMIN_TOKEN"),
+            rate_limit=optional("RATE_LIMIT"),
         )

@@ -229,9 +229,25 @@ def announce(settings: Settings, stopped: threading.Event) -> None:
     executors  {api}/executors
     metrics    {api}/metrics  (each executor's port: see /executors)
     data       {settings.data_dir.resolve()}  (paths in tasks are relative to it)
-""",
+{tokens(api, settings)}""",
         flush=True,
     )
+
+
+def tokens(api: str, settings: Settings) -> str:
+    """How to get a token, naming ADMIN_TOKEN but never printing it."""
+    if not settings.admin_token:
+        return (
+            "    auth       off: every caller is the client 'anonymous'; to require tokens,\n"
+            "               run with ADMIN_TOKEN=<a long random string> (README: Clients and tokens)\n"  # noqa: E501
+        )
+    return f"""    auth       on: every request needs a token. A client's, from the admin token (the
+               value you gave ADMIN_TOKEN):
+      curl -X POST {api}/clients -H "Authorization: Bearer $ADMIN_TOKEN" \\
+           -H 'Content-Type: application/json' -d '{{"name":"acme"}}'
+      (or: COLSUM_TOKEN=$ADMIN_TOKEN .venv/bin/colsum client create acme)
+      then: curl -H "Authorization: Bearer cs_..." {api}/tasks   (colsum: COLSUM_TOKEN=cs_...)
+"""
 
 
 def main() -> int:

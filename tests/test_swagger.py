@@ -176,7 +176,9 @@ class PagingStore:
     def __init__(self, page: Page) -> None:
         self.result = page
 
-    def page(self, status: TaskStatus | None, limit: int, cursor: str | None) -> Page:
+    def page(
+        self, status: TaskStatus | None, limit: int, cursor: str | None, client: str | None = None
+    ) -> Page:
         return self.result
 
 

@@ -31,6 +31,11 @@ SETTINGS = dataclasses.replace(
     data_dir=Path(UPLOADS.name),
 )
 schema = schemathesis.openapi.from_wsgi("/openapi.yaml", create_app(SETTINGS))
+# The same spec with ADMIN_TOKEN set, every request carrying it as its securitySchemes say.
+ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"
+secured = schemathesis.openapi.from_wsgi(
+    "/openapi.yaml", create_app(dataclasses.replace(SETTINGS, admin_token=ADMIN_TOKEN))
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,5 +49,16 @@ def services(redis_url, amqp_url):
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_spec(case):
     # Not positive_data_acceptance: a path that leads out of DATA_DIR (`a/../../x`) is valid
-    # JSON Schema for a string, and rightly refused; the spec says so in words.
-    case.call_and_validate(excluded_checks=[checks.positive_data_acceptance])
+    # JSON Schema for a string, and rightly refused; the spec says so in words. Nor
+    # ignored_auth: open mode takes no credentials, as the spec's description says; the
+    # test below checks them with ADMIN_TOKEN set.
+    case.call_and_validate(excluded_checks=[checks.positive_data_acceptance, checks.ignored_auth])
+
+
+@secured.parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_api_keeps_its_spec_with_admin_token_set(case):
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        excluded_checks=[checks.positive_data_acceptance],
+    )

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from colsum.settings import Settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -56,3 +57,16 @@ def test_its_curl_example_pastes_as_one_command(settings, services, capsys):
     words = subprocess.run(["bash", "-c", pasted], capture_output=True, text=True, check=True)
     assert words.stdout.split("|")[:4] == ["-X", "POST", f"{api}/tasks", "-H"]
     assert '-d|{"storage":"local","path":"sample.csv"}|' in words.stdout
+
+
+def test_in_open_mode_it_says_auth_is_off_and_how_to_turn_it_on(settings):
+    printed = load_services_script().tokens("http://127.0.0.1:8000", settings)
+    assert "auth       off" in printed and "ADMIN_TOKEN=" in printed
+
+
+def test_with_admin_token_it_shows_how_to_get_a_token_without_printing_the_admin_token():
+    settings = Settings(admin_token="the-secret-admin-token")
+    printed = load_services_script().tokens("http://127.0.0.1:8000", settings)
+    assert "curl -X POST http://127.0.0.1:8000/clients" in printed
+    assert "colsum client create acme" in printed
+    assert "the-secret-admin-token" not in printed
