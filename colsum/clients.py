@@ -28,7 +28,8 @@ from colsum.task import ANONYMOUS, now
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # the spec's Client schema
 ADMIN = "admin"  # the client name of the ADMIN_TOKEN's holder
-RESERVED = frozenset({ANONYMOUS, ADMIN})
+# `uploads`: with CLIENT_DIRS its folder would be DATA_DIR/uploads, where everyone's go.
+RESERVED = frozenset({ANONYMOUS, ADMIN, "uploads"})
 TOKEN_PREFIX = "cs_"  # tells a Colsum token apart in logs, configs and secret scanners
 TOKEN_BYTES = 32
 DEFAULT_WEIGHT = 1

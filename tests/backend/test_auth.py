@@ -317,3 +317,35 @@ def test_the_dashboard_shows_only_the_callers_tasks(client, store):
     page = client.get("/dashboard/live", headers=basic(acme)).get_data(as_text=True)
     assert mine[:8] in page
     assert theirs[:8] not in page
+
+
+@auth_on
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer",
+        "Bearer " + "x" * 8000,
+        "Bearer cs_\u00e9\u20ac",
+        "Bearer \x00",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic " + base64.b64encode(b"me:\xff\xfe").decode(),
+        "Digest username=me",
+        "bearer " + ADMIN[:-1],
+    ],
+    ids=[
+        "empty",
+        "8000-chars",
+        "non-ascii",
+        "nul",
+        "bad-base64",
+        "no-colon",
+        "not-utf8",
+        "other-scheme",
+        "admin-token-but-one",
+    ],
+)
+def test_a_malformed_or_wrong_authorization_is_401_never_an_error(client, authorization):
+    response = client.get("/tasks", headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert "token" in response.get_json()["error"]

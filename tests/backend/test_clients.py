@@ -64,7 +64,9 @@ def test_a_client_is_created_once(registry):
         registry.create("acme")
 
 
-@pytest.mark.parametrize("name", ["anonymous", "admin", "Acme", "-acme", "a" * 64, "", "ac me"])
+@pytest.mark.parametrize(
+    "name", ["anonymous", "admin", "uploads", "Acme", "-acme", "a" * 64, "", "ac me"]
+)
 def test_names_are_the_specs_and_not_reserved_ones(registry, name):
     with pytest.raises(InvalidClient):
         registry.create(name)
