@@ -1,6 +1,7 @@
 """One client's backlog against another client's few small tasks, fair queue against FIFO.
 
     python bench/fairness.py [--big-tasks 200] [--big-rows 300000] [--small-rows 20000]
+                             [--rounds 3]
 
 Each scenario runs on a stack of its own (bench/stack.py) with 2 executors and
 ADMIN_TOKEN set; clients `a` and `b` get their tokens from POST /clients.
@@ -11,6 +12,8 @@ ADMIN_TOKEN set; clients `a` and `b` get their tokens from POST /clients.
   RabbitMQ's queue at once and runs in arrival order: Colsum before the fair queue.
 - weights: a (weight 3) and b (weight 1) each submit `--big-tasks / 2` big tasks at once.
 
+The fair and FIFO scenarios run `--rounds` times each, alternating (fair, FIFO, FIFO,
+fair, ...) so that a drift of the shared machine costs both alike; the table shows medians.
 Prints b's median lead time (created -> finished, from the records) in each scenario and its
 ratio to idle, a's total time (its first created to its last finished) as a ratio to FIFO,
 and the shares of executor time under weights 3:1 while both clients had tasks waiting.
@@ -32,6 +35,7 @@ from stack import ROOT, Stack, stack
 from tests.csvfiles import write_numbers
 
 DATA = ROOT / "bench" / "data"
+RESULTS = ROOT / "bench" / "fairness.md"
 ADMIN = "cs_bench_admin_token_0123456789abcdef"
 
 
@@ -62,16 +66,17 @@ class Client:
             self.ids.append(answer.json()["id"])
 
     def records(self) -> list[dict]:
-        """Every task's record, once all are finished."""
-        while True:
-            with ThreadPoolExecutor(8) as pool:
-                tasks = list(pool.map(self._get, self.ids))
-            if all(task["status"] in ("done", "failed", "cancelled") for task in tasks):
-                failed = [task for task in tasks if task["status"] != "done"]
-                if failed:
-                    raise SystemExit(f"a task did not end done: {failed[0]}")
-                return tasks
-            time.sleep(0.5)
+        """Every task's record, once all are finished. Waits on the client's active count,
+        one cheap request a second: polling every record would take CPU from the
+        executors, and more of it while the other client's tasks are still running."""
+        while self.session.get(f"{self.api}/tasks/active", timeout=30).json()["active"]:
+            time.sleep(1)
+        with ThreadPoolExecutor(8) as pool:
+            tasks = list(pool.map(self._get, self.ids))
+        failed = [task for task in tasks if task["status"] != "done"]
+        if failed:
+            raise SystemExit(f"a task did not end done: {failed[0]}")
+        return tasks
 
     def _get(self, task_id: str) -> dict:
         return self.session.get(f"{self.api}/tasks/{task_id}", timeout=30).json()
@@ -144,6 +149,7 @@ def main() -> None:
     parser.add_argument("--big-tasks", type=int, default=200)
     parser.add_argument("--big-rows", type=int, default=300_000)
     parser.add_argument("--small-rows", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     big, small = file(args.big_rows), file(args.small_rows)
@@ -152,12 +158,21 @@ def main() -> None:
         f"a: {args.big_tasks} x {big} ({size:.0f} MB), b: 5 x {small}; 2 executors",
         flush=True,
     )
-    b_idle = idle(small)
-    print(f"idle done: b {b_idle:.2f} s", flush=True)
-    b_fair, a_fair = backlog(big, small, args.big_tasks)
-    print(f"fair done: b {b_fair:.2f} s, a {a_fair:.1f} s", flush=True)
-    b_fifo, a_fifo = backlog(big, small, args.big_tasks, DISPATCH_WINDOW="100000")
-    print(f"fifo done: b {b_fifo:.2f} s, a {a_fifo:.1f} s", flush=True)
+    idles, fair, fifo = [], [], []
+    for round_ in range(args.rounds):
+        idles.append(idle(small))
+        print(f"idle done: b {idles[-1]:.2f} s", flush=True)
+        order = ("fair", "fifo") if round_ % 2 == 0 else ("fifo", "fair")
+        for kind in order:
+            if kind == "fair":
+                fair.append(backlog(big, small, args.big_tasks))
+            else:
+                fifo.append(backlog(big, small, args.big_tasks, DISPATCH_WINDOW="100000"))
+            b_lead, a_total = (fair if kind == "fair" else fifo)[-1]
+            print(f"{kind} done: b {b_lead:.2f} s, a {a_total:.1f} s", flush=True)
+    b_idle = statistics.median(idles)
+    b_fair, a_fair = (statistics.median(run[i] for run in fair) for i in (0, 1))
+    b_fifo, a_fifo = (statistics.median(run[i] for run in fifo) for i in (0, 1))
     share = shares(big, args.big_tasks // 2)
     rows = [
         ("b's median lead, idle system", f"{b_idle:.2f} s", "1.00x idle", ""),
@@ -170,9 +185,16 @@ def main() -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     header = ("measure", "value", "ratio", "goal")
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
+        for row in (header, tuple("-" * w for w in widths), *rows)
+    ]
     print()
-    for row in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    print("\n".join(lines))
+    setup = f"a: {args.big_tasks} x {big}, b: 5 x {small}, 2 executors, {args.rounds} rounds"
+    RESULTS.write_text(f"# bench/fairness.py, {time.strftime('%Y-%m-%d')}\n\n{setup}\n\n")
+    with RESULTS.open("a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ clearing what expired records leave behind.
   from the oldest queued records that waited `queued_grace` seconds since they were last
   published, is published again, each at most once per `queued_grace`. A duplicate costs
   little: the claim of the second message finds the task finished or held, and acks it.
+- A task left in its client's backlog though there is room in the queue: the process that
+  should have dispatched it (colsum/fair_queue.py) died first. Each sweep dispatches.
 - Expired records: their ids are dropped from the indexes (`tasks`, `status:*`) and from
   the webhook deliveries, and their uploads (`colsum.uploads`) are deleted once older than
   `record_ttl`, whether under DATA_DIR or in UPLOAD_BUCKET, in every layout: per client,

@@ -1,5 +1,9 @@
 """The executor's life: connect, consume, process, write the result, ack; stop on SIGTERM.
 
+After each ack (and when it starts or idles) the executor publishes what the fair queue
+lets into the queue in its place (colsum/fair_queue.py): the queue holds about one task
+per executor, and the clients' backlogs in Redis hold the rest.
+
 Stopping follows rq: the first SIGTERM (or Ctrl-C) is a warm stop - take no new task and
 finish the one in hand within `stop_grace` seconds; the second is a cold stop. Either way a
 task that is not finished in time goes back to the queue for another executor.
@@ -158,7 +162,8 @@ class Worker:
             # For handing messages back (see _hand_back): publishes confirmed by RabbitMQ.
             returns = connection.channel()
             returns.confirm_delivery()
-            self._dispatch(returns)  # one more executor: room for one more task
+            self._beat()  # registered first: the fair queue counts live executors
+            self._dispatch(returns)  # one more executor, room for one more task
             # Messages RabbitMQ gave up on (delivery limit) arrive here, on a channel of
             # their own, and are handled between the tasks of the main loop.
             dead = connection.channel()
