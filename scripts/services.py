@@ -218,12 +218,14 @@ def announce(settings: Settings, stopped: threading.Event) -> None:
             stopped.wait(0.5)
     if stopped.is_set():
         return
+    # With auth on, the example carries the header a client's token goes in (see below).
+    token = ' -H "Authorization: Bearer $TOKEN"' if settings.admin_token else ""
     print(
         f"""
   Colsum is up.
     dashboard  {api}/
     API        {api}/tasks      try it (both lines):
-      curl -X POST {api}/tasks -H 'Content-Type: application/json' \\
+      curl -X POST {api}/tasks -H 'Content-Type: application/json'{token} \\
            -d '{{"storage":"local","path":"sample.csv"}}'
     docs       {api}/docs/
     executors  {api}/executors
@@ -246,7 +248,8 @@ def tokens(api: str, settings: Settings) -> str:
       curl -X POST {api}/clients -H "Authorization: Bearer $ADMIN_TOKEN" \\
            -H 'Content-Type: application/json' -d '{{"name":"acme"}}'
       (or: COLSUM_TOKEN=$ADMIN_TOKEN .venv/bin/colsum client create acme)
-      then: curl -H "Authorization: Bearer cs_..." {api}/tasks   (colsum: COLSUM_TOKEN=cs_...)
+      then: TOKEN=cs_... (the token it printed), as in the example above
+      (colsum: COLSUM_TOKEN=cs_...)
 """
 
 

@@ -70,3 +70,12 @@ def test_with_admin_token_it_shows_how_to_get_a_token_without_printing_the_admin
     assert "curl -X POST http://127.0.0.1:8000/clients" in printed
     assert "colsum client create acme" in printed
     assert "the-secret-admin-token" not in printed
+
+
+def test_with_admin_token_its_curl_example_sends_a_token(settings, services, capsys):
+    port = urlsplit(services.backend()).port  # it only waits for /readyz, open either way
+    with_auth = dataclasses.replace(settings, port=port, admin_token="the-secret-admin-token")
+    load_services_script().announce(with_auth, threading.Event())
+    lines = capsys.readouterr().out.splitlines()
+    example = next(line for line in lines if line.strip().startswith("curl -X POST"))
+    assert '-H "Authorization: Bearer $TOKEN"' in example
