@@ -5,7 +5,9 @@ Every task gets a sequence number when it is created. `tasks` holds all of them 
 range, a page ends where the next begins, and the active count is two ZCARDs. Every status
 change is one Lua script, so a record's status and the indexes can never disagree, and a
 change that comes twice (a redelivered message) is a no-op the second time. Finishing
-publishes on `finished:<id>` for clients that wait.
+publishes on `finished:<id>` for clients that wait. Each client has the same indexes of
+its own (`by-client:<client>:...`), and queued tasks wait in their client's backlog until
+the fair queue dispatches them (colsum.fair_queue).
 """
 
 from __future__ import annotations
@@ -123,9 +125,8 @@ local function move(prefix, id, from, to, seq, client)
 end
 """
 
-# ARGV of every script that may dispatch, after its own: now (unix s), window, executor
-# ttl (s), first estimate (bytes).
-_DISPATCH_ARGS = 4
+# The scripts that may dispatch take, after their own ARGV: now (unix s), window, executor
+# ttl (s), first estimate (bytes): `TaskStore._dispatch_args`.
 
 # KEYS: task. ARGV: id, created (unix s), prefix, client, priority rank, most queued
 # tasks the client may have (0: any), the dispatch arguments, then field, value, ...
