@@ -440,6 +440,32 @@ def test_a_task_that_reached_the_queue_another_way_is_refused_by_the_executor(
     run(corpus, body)
 
 
+def test_one_clients_flood_does_not_hold_up_another_clients_task(corpus: Corpus):
+    """300 tasks from the client `flood`, recorded as the backend would (the corpus runs in
+    open mode, so the API knows one client only); then one of `anonymous`: it runs next,
+    not after the flood."""
+    (corpus.data_dir / "good.csv").write_text(GOOD_CSV)
+    store = TaskStore(task_store.connect(corpus.settings.redis_url), corpus.settings.redis_prefix)
+    flood = [Task(source=LocalSource(path="good.csv"), client="flood") for _ in range(300)]
+
+    def body() -> None:
+        publisher = Publisher(corpus.settings.amqp_url, Topology.from_settings(corpus.settings))
+        try:
+            for task in flood:
+                for dispatched in store.create(task):
+                    publisher.publish(dispatched)
+                    store.published(dispatched)
+            mine = corpus.finished(corpus.submit(LOCAL), 10)
+            assert mine["status"] == "done" and mine["result"] == GOOD_RESULT, mine
+            assert store.counts("flood")["queued"] > 0  # it did not wait for the flood
+        finally:
+            publisher.close()
+            for task in flood:  # what is left of the flood, so that later cases need not wait
+                store.cancel(task.id)
+
+    run(corpus, body)
+
+
 def test_custom_methods_make_no_metric_series_of_their_own(corpus: Corpus):
     def body() -> None:
         for method in ("FOO", "BAR", "X-ANY"):
