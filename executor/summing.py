@@ -131,8 +131,10 @@ def sum_columns(
     """Sum columns 10, 20, 30, ... of a CSV.
 
     `header`: True or False forces it; None takes the first record as a header when one of
-    its summed cells is not a number. Blank lines are skipped. A cell that is not a number
-    or a record of another width raises InvalidCSV naming the line as an editor numbers it.
+    its summed cells is not a number, or, in a file without summed columns, when it is all
+    text over a record with numbers (see `_looks_like_a_header`). Blank lines are skipped.
+    A cell that is not a number or a record of another width raises InvalidCSV naming the
+    line as an editor numbers it.
     `on_rows` is told the rows summed so far after each chunk.
 
     Cancelling: whatever the input, once `cancel` is set this raises TaskInterrupted within
@@ -149,7 +151,7 @@ def sum_columns(
     first = _parse_record(record, delimiter, line)
     layout = _layout(first, delimiter, line)
     if header is None:
-        header = any(_is_not_number(first[i]) for i in layout.indexes)
+        header = _looks_like_a_header(first, layout.indexes, start[len(record) :], delimiter)
     names = [first[i] if header else None for i in layout.indexes]
     if header:
         start, line = start[len(record) :], line + record.count(b"\n")
@@ -410,6 +412,30 @@ def _parse_record(record: bytes, delimiter: str, line: int) -> list[str]:
         return next(_reader(record, delimiter, "replace"))
     except csv.Error as error:
         raise _malformed(line, error) from None
+
+
+def _looks_like_a_header(first: list[str], summed: range, rest: bytes, delimiter: str) -> bool:
+    """A summed cell that is not a number says so at once. A file without one to tell (9
+    columns, say) has a header when its first record is all text and some of that text has
+    a number below it, as csv.Sniffer weighs columns: a data row holds numbers beside its
+    names and dates, and one cell of text (`N/A`) among numbers is no header. A file of one
+    record is a header if it is all text."""
+    if any(_is_not_number(first[i]) for i in summed):
+        return True
+    cells = [i for i, cell in enumerate(first) if cell.strip()]
+    if not cells or any(not _is_not_number(first[i]) for i in cells):
+        return False
+    rest = rest.lstrip(b"\r\n")
+    if not rest:
+        return True
+    end = FirstRecord().end(bytearray(rest))
+    try:
+        second = next(_reader(rest[:end] if end != -1 else rest, delimiter, "replace"))
+    except (csv.Error, StopIteration):
+        return False  # the summing finds and names what is wrong with it
+    return len(second) == len(first) and any(
+        second[i].strip() and not _is_not_number(second[i]) for i in cells
+    )
 
 
 def _is_not_number(cell: str) -> bool:

@@ -127,8 +127,25 @@ def test_fewer_than_ten_columns_gives_an_empty_list():
     assert sums("a,b,c\n1,2,3\n4,5,6\n", header=True) == {"rows": 2, "columns": []}
 
 
-def test_without_summed_columns_nothing_marks_a_header_so_every_row_counts():
-    assert sums("a,b,c\n1,2,3\n") == {"rows": 2, "columns": []}
+def test_without_summed_columns_a_text_row_above_numbers_is_the_header():
+    nine = ",".join(f"c{i}" for i in range(1, 10))
+    rows = "".join(",".join(str(n + i) for i in range(9)) + "\n" for n in range(12))
+    assert sums(f"{nine}\n{rows}") == {"rows": 12, "columns": []}
+
+
+def test_text_above_text_beside_the_summed_cells_is_data_not_a_header():
+    result = sums(f"{row(c2='alice', c10='5')}\n{row(c2='bob', c10='6')}\n")
+    assert result["rows"] == 2
+    assert result["columns"][0]["sum"] == 11
+
+
+def test_without_summed_columns_a_row_of_numbers_with_some_text_is_data():
+    assert sums("1,N/A,3\n4,5,6\n")["rows"] == 2
+
+
+def test_a_one_line_file_of_text_is_a_header_and_one_with_a_number_is_a_row():
+    assert sums("a,b,c\n")["rows"] == 0
+    assert sums("alice,2,3\n")["rows"] == 1
 
 
 def test_an_empty_file_has_no_rows():
