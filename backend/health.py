@@ -7,10 +7,9 @@ from flask import Blueprint
 from backend import auth
 from backend.services import services
 from colsum.errors import BrokerUnavailable, StoreUnavailable
+from colsum.store import EXECUTOR_TTL
 
 blueprint = Blueprint("health", __name__)
-
-EXECUTOR_TTL = 15.0  # seconds after its last heartbeat that an executor counts as gone
 
 
 @blueprint.get("/healthz")

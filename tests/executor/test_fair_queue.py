@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from colsum import broker
 from colsum.errors import TooManyQueued
 from colsum.store import TaskStore
 from colsum.task import LocalSource, Task, TaskStatus
@@ -54,6 +55,26 @@ def test_without_a_window_set_each_live_executor_has_room_for_one(store):
 @pytest.mark.settings(dispatch_window=0)
 def test_with_no_live_executor_one_task_still_enters_the_queue(store):
     assert [len(store.create(task())) for _ in range(2)] == [1, 0]
+
+
+def one_finished_and_one_waiting(store: TaskStore) -> Task:
+    """With a window of one: a task run to its end, and the one that waited behind it."""
+    running, waiting = task(), task()
+    store.create(running)
+    store.create(waiting)
+    store.claim(running.id, "executor:1", attempt=1, lease=30)
+    store.complete(running.id, {"rows": 0, "columns": []}, holder="executor:1")
+    return waiting
+
+
+def swept_into_the_queue(settings, store: TaskStore, channel) -> str:
+    """The id in the one message a sweep leaves in the queue."""
+    sweeper = Sweeper(settings, store)
+    sweeper.sweep()
+    sweeper.close()
+    message = channel.basic_get(settings.amqp_queue, auto_ack=True)
+    assert message[2] is not None
+    return broker.decode(message[2])
 
 
 @pytest.mark.settings(dispatch_window=1)
@@ -172,33 +193,17 @@ def test_counts_and_pages_are_per_client_when_asked(store):
 def test_a_task_dispatched_by_a_process_that_died_before_publishing_is_published_by_the_sweeper(
     settings, store, channel
 ):
-    running, waiting = task(), task()
-    store.create(running)
-    store.create(waiting)
-    store.claim(running.id, "executor:1", attempt=1, lease=30)
-    store.complete(running.id, {"rows": 0, "columns": []}, holder="executor:1")
+    waiting = one_finished_and_one_waiting(store)
     assert store.dispatch() == [waiting.id]  # ...and the dispatcher died here
     time.sleep(0.01)
-    sweeper = Sweeper(settings, store)
-    sweeper.sweep()
-    sweeper.close()
-    message = channel.basic_get(settings.amqp_queue, auto_ack=True)
-    assert message[2] is not None and waiting.id in message[2].decode()
+    assert swept_into_the_queue(settings, store, channel) == waiting.id
 
 
 @pytest.mark.settings(dispatch_window=1)
 def test_the_sweeper_dispatches_what_a_lost_event_left_waiting(settings, store, channel):
-    running, waiting = task(), task()
-    store.create(running)
-    store.create(waiting)
-    store.claim(running.id, "executor:1", attempt=1, lease=30)
-    store.complete(running.id, {"rows": 0, "columns": []}, holder="executor:1")
+    waiting = one_finished_and_one_waiting(store)
     # ...and its executor died before it dispatched the next task.
-    sweeper = Sweeper(settings, store)
-    sweeper.sweep()
-    sweeper.close()
-    message = channel.basic_get(settings.amqp_queue, auto_ack=True)
-    assert message[2] is not None and waiting.id in message[2].decode()
+    assert swept_into_the_queue(settings, store, channel) == waiting.id
 
 
 @pytest.mark.settings(dispatch_window=1)
