@@ -29,8 +29,13 @@ COPY colsum/ colsum/
 COPY backend/ backend/
 COPY executor/ executor/
 COPY sample.csv swagger.yaml README.md* ./
+# numba compiles the engine's kernel once, here, into a cache the colsum user may write
+# (numba refuses a cache it cannot write), so that no executor compiles it at start-up.
+ENV NUMBA_CACHE_DIR=/app/.numba-cache
 RUN pip install --no-deps . \
-    && rm -rf build *.egg-info
+    && rm -rf build *.egg-info \
+    && python -c "from executor import fastsum; fastsum.warm()" \
+    && chown -R colsum:colsum "$NUMBA_CACHE_DIR"
 
 USER colsum
 

@@ -57,6 +57,8 @@ class Settings:
     webhook_backoff: float = 2.0
     # Where an executor serves its Prometheus metrics; 0: a free port, shown on /executors.
     executor_metrics_port: int = 0
+    # Threads an executor sums a file's chunks with; 0: one for each CPU it may use.
+    executor_threads: int = 0
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
     # Callback URLs may not reach loopback, private or link-local hosts (SSRF) unless allowed
@@ -148,6 +150,7 @@ class Settings:
             executor_metrics_port=number(
                 "EXECUTOR_METRICS_PORT", defaults.executor_metrics_port, int
             ),
+            executor_threads=number("EXECUTOR_THREADS", defaults.executor_threads, int),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
             webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE"),

@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from executor import fastsum
+
 QUOTE = b'"'
 NEWLINE = b"\n"
 # No CSV record is this long; an unclosed quote makes the rest of a file look like one.
@@ -23,6 +25,7 @@ MAX_RECORD = 64 << 20
 # Newlines the backward search in last_record_end tries before it scans with numpy.
 WALK = 64
 BLOCK = 1 << 20  # bytes numpy looks at at once: bounds its temporary arrays
+PAD = 128  # bytes to spare after a piece, for the fast path: fastsum.PAD
 
 
 class RecordTooLong(ValueError):
@@ -59,7 +62,7 @@ def last_record_end(data: bytes | bytearray, stop: int | None = None) -> int:
     stop = len(data) if stop is None else stop
     if data.find(QUOTE, 0, stop) == -1:  # the common case, and a search far faster than a count
         return data.rfind(NEWLINE, 0, stop) + 1 or -1
-    total = data.count(QUOTE, 0, stop)
+    total = fastsum.count_byte(data, QUOTE[0], stop)
     after = 0  # quotes after the newline being looked at
     end = stop
     for _ in range(WALK):  # the last record ends within a few newlines, unless one is open
@@ -100,33 +103,44 @@ def chunks(
     size: int,
     first: bytes = b"",
     check: Callable[[], None] | None = None,
-) -> Iterator[bytes]:
+    keep: int = 0,
+) -> Iterator[memoryview]:
     """Pieces of about `size` bytes (more if one record is longer), `first` before the stream.
 
-    The stream is read into one buffer that is used again for every piece, so each byte is
-    copied once, into its piece. `check` is called before every read (it may raise to stop).
+    The stream is read with readinto into keep + 2 buffers used in turn, so each byte is
+    copied once, into its piece, and a piece stays unchanged while the caller holds `keep`
+    more (threads summing them, say). Each buffer has PAD bytes to spare after any piece,
+    for the fast path's sentinel and blocks. `check` is called before every read (it may
+    raise to stop).
     """
-    buffer = bytearray(max(size, 2 * len(first)))
+    capacity = max(size, 2 * len(first))
+    buffers = [bytearray(capacity + PAD) for _ in range(keep + 2)]  # untouched pages cost nothing
+    turn = 0
+    buffer = buffers[turn]
     buffer[: len(first)] = first
     filled = len(first)
     while True:
         if check is not None:
             check()
         with memoryview(buffer) as view:
-            count = stream.readinto(view[filled:])
+            count = stream.readinto(view[filled:capacity])
         filled += count or 0
-        if count and filled < len(buffer):
+        if count and filled < capacity:
             continue  # a short read: fill the buffer before cutting it
         end = last_record_end(buffer, filled) if count else filled
         if end == -1:  # one record longer than the buffer
-            if len(buffer) >= MAX_RECORD:
+            if capacity >= MAX_RECORD:
                 raise RecordTooLong(f"a record longer than {MAX_RECORD >> 20} MiB")
-            buffer.extend(bytes(len(buffer)))
+            capacity *= 2
+            buffer = buffers[turn] = buffer[:filled] + bytes(capacity + PAD - filled)
             continue
+        turn = (turn + 1) % len(buffers)
+        following = buffers[turn]
+        if len(following) < capacity + PAD:
+            following = buffers[turn] = bytearray(capacity + PAD)
+        following[: filled - end] = buffer[end:filled]  # the start of the next record
         if end:
-            with memoryview(buffer) as view:
-                yield bytes(view[:end])
+            yield memoryview(buffer)[:end]
         if not count:
             return
-        buffer[: filled - end] = buffer[end:filled]
-        filled -= end
+        buffer, filled = following, filled - end

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,10 +31,10 @@ from executor import chunks as records
 from executor import fastsum
 from executor.chunks import FirstRecord, RecordTooLong, chunks
 
-EVERY = 10
+EVERY = fastsum.EVERY
 CHUNK_SIZE = 8 << 20
-# Below this, Polars' fixed cost (about 0.6 ms a call) exceeds what it saves.
-SMALL_CHUNK = 64 << 10
+# Threads that sum a file's chunks by default: the CPUs this process may use.
+THREADS = len(os.sched_getaffinity(0))
 FIRST_READ = 64 << 10
 BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's begin the same way
@@ -127,6 +129,7 @@ def sum_columns(
     delimiter: str = ",",
     cancel: threading.Event | None = None,
     on_rows: Callable[[int], None] | None = None,
+    threads: int | None = None,
 ) -> Sums:
     """Sum columns 10, 20, 30, ... of a CSV.
 
@@ -135,7 +138,8 @@ def sum_columns(
     text over a record with numbers (see `_looks_like_a_header`). Blank lines are skipped.
     A cell that is not a number or a record of another width raises InvalidCSV naming the
     line as an editor numbers it.
-    `on_rows` is told the rows summed so far after each chunk.
+    `on_rows` is told the rows summed so far after each chunk. `threads` sum chunks side
+    by side (default: one for each CPU this process may use).
 
     Cancelling: whatever the input, once `cancel` is set this raises TaskInterrupted within
     about a second (it looks at the event between reads, between chunks and every
@@ -157,38 +161,37 @@ def sum_columns(
         start, line = start[len(record) :], line + record.count(b"\n")
     _check_size(_sums(layout, names, 0, [Decimal(0)] * len(names)))  # before a long read
 
-    summer = _ChunkSummer(layout, line, check)
-    rows, totals = 0, [Decimal(0)] * len(layout.indexes)
-    if whole:  # the file was read whole already: no threads, no buffers
-        with localcontext(EXACT):
-            rows, totals = _add(rows, totals, summer(start)) if start else (rows, totals)
-        if on_rows is not None:
-            on_rows(rows)
-        return _check_size(_sums(layout, names, rows, totals))
-    with localcontext(EXACT), ThreadPoolExecutor(1, thread_name_prefix="sum") as pool:
-        # Each chunk is summed on the helper thread while this one reads the next: Polars
-        # releases the GIL. One thread, so chunks are summed in order and lines add up.
-        pending: Future[tuple[int, list[Decimal]]] | None = None
+    summer = _ChunkSummer(layout, line, check, on_rows)
+    with localcontext(EXACT):
+        if whole:  # the file was read whole already: no threads, no buffers
+            if start:
+                piece = fastsum.padded(start)
+                summer.take(piece, summer.fast(piece))
+        else:
+            _sum_stream(stream, start, summer, threads if threads and threads > 0 else THREADS)
+        sums = summer.sums()
+    return _check_size(_sums(layout, names, summer.rows, sums))
+
+
+def _sum_stream(stream: BinaryIO, start: bytes, summer: _ChunkSummer, threads: int) -> None:
+    """Chunks are summed on `threads` helpers (the kernel releases the GIL) while this
+    thread reads the next, and taken in file order, so that lines add up."""
+    pending: deque[tuple[memoryview, Future[fastsum.ChunkSums | None]]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="sum") as pool:
         try:
-            for data in chunks(stream, CHUNK_SIZE, start, check):
-                following = pool.submit(summer, data)
-                if pending is not None:
-                    rows, totals = _add(rows, totals, pending.result())
-                    if on_rows is not None:
-                        on_rows(rows)
-                pending = following
+            for piece in chunks(stream, CHUNK_SIZE, start, summer.check, keep=threads):
+                pending.append((piece, pool.submit(summer.fast, piece)))
+                if len(pending) > threads:
+                    summer.take(*pending.popleft())
+            while pending:
+                summer.take(*pending.popleft())
         except RecordTooLong as error:
-            if pending is not None:
-                pending.result()  # an error in an earlier chunk comes first
+            while pending:  # an error in an earlier chunk comes first
+                summer.take(*pending.popleft())
             raise InvalidCSV(f"line {summer.line}: {error}; is a quote left open?") from None
         except BaseException:
-            summer.stopped = True  # the chunk in hand stops at its next look
+            summer.stopped = True  # chunks not started yet are dropped
             raise
-        if pending is not None:
-            rows, totals = _add(rows, totals, pending.result())
-    if on_rows is not None:
-        on_rows(rows)
-    return _check_size(_sums(layout, names, rows, totals))
 
 
 def _checker(cancel: threading.Event | None) -> Callable[[], None]:
@@ -247,40 +250,56 @@ def _check_size(sums: Sums) -> Sums:
     return sums
 
 
-def _add(
-    rows: int, totals: list[Decimal], part: tuple[int, list[Decimal]]
-) -> tuple[int, list[Decimal]]:
-    part_rows, part_sums = part
-    return rows + part_rows, [a + b for a, b in zip(totals, part_sums, strict=True)]
-
-
 class _ChunkSummer:
-    """Sums chunks in file order, keeping count of lines for the exact path's messages."""
+    """Sums chunks: the fast path on any thread, then each chunk taken in file order, when
+    the line it starts on is known for the exact path's messages."""
 
-    def __init__(self, layout: Layout, first_line: int, check: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        first_line: int,
+        check: Callable[[], None],
+        on_rows: Callable[[int], None] | None,
+    ) -> None:
         self.layout = layout
         self.line = first_line  # the line the next chunk starts on
-        self.check = check
-        self.stopped = False  # set when the reading thread stopped: drop the chunk in hand
+        self.rows = 0
+        self._cancelled = check
+        self._on_rows = on_rows
+        self._fast = fastsum.Totals(len(layout.indexes))
+        self._exact = [Decimal(0)] * len(layout.indexes)
+        self.stopped = False  # set when the reading thread stopped: drop chunks in hand
 
-    def _check(self) -> None:
+    def check(self) -> None:
         if self.stopped:
             raise TaskInterrupted("stopped")
-        self.check()
+        self._cancelled()
 
-    def __call__(self, data: bytes) -> tuple[int, list[Decimal]]:
-        layout = self.layout
-        self._check()
-        fast = None
-        if len(data) >= SMALL_CHUNK:
-            fast = fastsum.sum_chunk(data, layout.width, layout.indexes, layout.delimiter)
+    def fast(self, piece: memoryview) -> fastsum.ChunkSums | None:
+        self.check()
+        return fastsum.sum_chunk(piece, self.layout.width, self.layout.delimiter)
+
+    def take(
+        self, piece: memoryview, fast: Future[fastsum.ChunkSums | None] | fastsum.ChunkSums | None
+    ) -> None:
+        """Add a chunk's sums, from the fast path or, where it stepped aside, the exact one."""
+        if isinstance(fast, Future):
+            fast = fast.result()
         if fast is not None:
-            rows, sums, lines = fast
+            self._fast.add(fast)
+            rows, lines = fast.rows, fast.lines
         else:
-            rows, sums = exact_chunk(data, self.line, layout, self._check)
+            data = bytes(piece)
+            rows, sums = exact_chunk(data, self.line, self.layout, self.check)
+            self._exact = [a + b for a, b in zip(self._exact, sums, strict=True)]
             lines = data.count(b"\n")
+        self.rows += rows
         self.line += lines
-        return rows, sums
+        if self._on_rows is not None:
+            self._on_rows(self.rows)
+
+    def sums(self) -> list[Decimal]:
+        return [a + b for a, b in zip(self._fast.decimals(), self._exact, strict=True)]
 
 
 def exact_chunk(

@@ -498,7 +498,12 @@ class Worker:
             task.source, stats, f"task {task.id}", cancel, client=task.client
         ) as stream:
             sums = summing.sum_columns(
-                stream, task.header, task.delimiter, cancel, on_rows=stats.count_rows
+                stream,
+                task.header,
+                task.delimiter,
+                cancel,
+                on_rows=stats.count_rows,
+                threads=self.settings.executor_threads or None,
             )
             return sums.to_result()
 

@@ -62,3 +62,9 @@ def test_every_copied_path_exists() -> None:
 def test_the_build_context_leaves_out(path: str) -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert path in ignored
+
+
+def test_the_engine_kernel_is_compiled_into_a_cache_the_user_may_write() -> None:
+    warm = index("RUN", "fastsum.warm()")
+    assert index("ENV", "NUMBA_CACHE_DIR") < warm < index("USER")
+    assert "chown -R colsum" in instructions()[warm][1]
