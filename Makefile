@@ -38,6 +38,7 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/services.py -- $(BIN)/python bench/engines.py --e2e $(BENCH_ARGS)
+	$(BIN)/python scripts/services.py -- $(BIN)/python bench/s3_vs_local.py
 
 chaos: install
 	$(BIN)/python scripts/services.py -- $(BIN)/python scripts/chaos.py --restart-broker $(CHAOS_ARGS)

@@ -2,10 +2,10 @@
 
 `sum_columns` is all the executor calls. It reads the first record itself (the header
 question), then cuts the rest into chunks of whole records; each chunk is summed by the
-fast path (Polars, on all cores) when that can prove its answer exact, else by the exact
-path here (Python's csv module and Decimal), which is also the one that names the line and
-column of an error. Both add exactly, so the sums do not depend on which path ran or on
-where the chunks were cut.
+fast path (a compiled kernel, on as many threads as CPUs) when that can prove its answer
+exact, else by the exact path here (Python's csv module and Decimal), which is also the one
+that names the line and column of an error. Both add exactly, so the sums do not depend on
+which path ran or on where the chunks were cut.
 
 Whatever the input, the work is linear in its size and bounded in memory: a cell is at
 most MAX_DIGITS digits with an exponent within MAX_EXPONENT, a result at most MAX_COLUMNS
@@ -35,6 +35,7 @@ EVERY = fastsum.EVERY
 CHUNK_SIZE = 8 << 20
 # Threads that sum a file's chunks by default: the CPUs this process may use.
 THREADS = len(os.sched_getaffinity(0))
+BUFFERS = records.BufferPool(CHUNK_SIZE + records.PAD)
 FIRST_READ = 64 << 10
 BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's begin the same way
@@ -177,9 +178,12 @@ def _sum_stream(stream: BinaryIO, start: bytes, summer: _ChunkSummer, threads: i
     """Chunks are summed on `threads` helpers (the kernel releases the GIL) while this
     thread reads the next, and taken in file order, so that lines add up."""
     pending: deque[tuple[memoryview, Future[fastsum.ChunkSums | None]]] = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="sum") as pool:
+    with (
+        BUFFERS.lend(threads + 2) as buffers,  # one a thread, one read into, one for its tail
+        ThreadPoolExecutor(threads, thread_name_prefix="sum") as pool,
+    ):
         try:
-            for piece in chunks(stream, CHUNK_SIZE, start, summer.check, keep=threads):
+            for piece in chunks(stream, CHUNK_SIZE, start, summer.check, buffers):
                 pending.append((piece, pool.submit(summer.fast, piece)))
                 if len(pending) > threads:
                     summer.take(*pending.popleft())
@@ -203,8 +207,8 @@ def _checker(cancel: threading.Event | None) -> Callable[[], None]:
 
 
 def _check_delimiter(delimiter: str) -> None:
-    # The spec allows one ASCII character; this guards every other way in: the chunking,
-    # numpy's delimiter count and Polars all take the delimiter as one byte.
+    # The spec allows one ASCII character; this guards every other way in: the chunking
+    # and the fast path's kernel take the delimiter as one byte.
     if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
         raise PermanentError(
             f"delimiter {delimiter!r} is not allowed: use one ASCII character, "
@@ -335,7 +339,7 @@ def _reader(data: bytes, delimiter: str, errors: str) -> Any:
     # Decoded line by line: a 64 MiB record costs one line's text, not the whole chunk's
     # text again (and StringIO's 4 bytes a character on top). newline="\n": only LF ends
     # a line, so that line_num counts lines as the chunks (and an editor) do, and a lone
-    # CR outside quotes is an error here, not a line end here and a field byte for Polars.
+    # CR outside quotes is an error here, as in the fast path.
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors=errors, newline="\n")
     return csv.reader(text, delimiter=delimiter, strict=True)
 

@@ -94,3 +94,26 @@ def test_chunks_calls_check_before_every_read():
     with pytest.raises(KeyboardInterrupt):
         list(chunks.chunks(io.BytesIO(b'"' + b"\n" * 10_000), 16, check=check))
     assert len(calls) == 3
+
+
+def test_pieces_cut_records_whole_and_stay_unchanged_while_the_caller_holds_some():
+    records = b"".join(b'"a\nb",%d\n' % n for n in range(2000))
+    buffers = [bytearray() for _ in range(4)]
+    held = []
+    for piece in chunks.chunks(io.BytesIO(records), 64, buffers=buffers):
+        held.append((piece, bytes(piece)))
+        held = held[-2:]  # len(buffers) - 2
+        assert all(bytes(view) == copy for view, copy in held)
+        assert piece[-1:] == b"\n"
+    assert len(buffers) == 4
+
+
+def test_a_buffer_pool_lends_the_same_buffers_to_the_next_file():
+    pool = chunks.BufferPool(1024)
+    with pool.lend(3) as first:
+        pass
+    with pool.lend(4) as second:
+        assert {id(b) for b in first} < {id(b) for b in second}
+        grown = second[0] = bytearray(2048)  # for a long record: not kept
+    with pool.lend(4) as third:
+        assert all(b is not grown for b in third)

@@ -205,6 +205,32 @@ FILE_CASES = [
         files.text(NAMES + NINE + '"12"x\n'),
         failed(r"line 2"),
     ),
+    # The compiled fast path (issue 14): it must step aside, never sum wrongly.
+    FileCase(  # 18 digits fit its int64s; their sum does not, and must carry exactly
+        "200000-cells-of-18-nines",
+        files.repeated(NAMES.encode(), (NINE + "9" * 18 + "\n").encode(), 200_000 * 37),
+        done(200_000, (10, "j", "199999999999999999800000")),
+    ),
+    FileCase(  # the int64 bounds and one past them: the exact path's
+        "int64-edges",
+        files.text(NAMES + "".join(NINE + f"{n}\n" for n in (2**63 - 1, 2**63, -(2**63) - 1))),
+        done(3, (10, "j", 2**63 - 2)),
+    ),
+    FileCase(
+        "quoted-number-with-a-thousands-separator",
+        files.text(NAMES + NINE + '"1,234"\n'),
+        failed(NOT_A_NUMBER),
+    ),
+    FileCase(  # the exact path's Decimal reads it: the fast path must not refuse it
+        "quoted-number-with-spaces",
+        files.text(NAMES + NINE + '" 12 "\n' + NINE + "-2\r\n"),
+        done(2, (10, "j", 10)),
+    ),
+    FileCase(
+        "quote-left-open-in-a-quoted-file",
+        files.text(NAMES + '"1","2","3","4","5","6","7","8","9","10"\n' * 1000 + NINE + '"10\n'),
+        failed(r"line 1002: .*(quote|unexpected end|malformed)"),
+    ),
     FileCase(
         "symlink-to-another-clients-upload",
         files.link_to_another_clients_upload,
@@ -662,9 +688,9 @@ def test_a_flood_of_posts_is_all_done_exactly(corpus: Corpus):
 
 
 def test_a_running_task_cancelled_stops_its_work(corpus: Corpus):
-    """Quoted cells take the exact path: 96 MiB of them run for seconds."""
-    path = corpus.data_dir / "quoted.csv"
-    row = ",".join(f'"{n}"' for n in range(1, 11)).encode() + b"\n"
+    """Cells with an exponent take the exact path: 96 MiB of them run for seconds."""
+    path = corpus.data_dir / "exponents.csv"
+    row = ",".join(f'"{n}e0"' for n in range(1, 11)).encode() + b"\n"
     files.repeated(b"", row, 96 * MiB)(path)
 
     def body() -> None:
