@@ -250,17 +250,19 @@ def main() -> None:
         f" {mb(broad) / seconds:.0f} MB/s; at 40 columns {mb(plain) / ours[plain]:.0f} MB/s"
     )
     if args.e2e:
+        # Interleaved with runs of the engine alone, so that both see the same machine.
+        alone, times = [], []
         with stack(DATA) as running:
             running.start_executor()
-            times = [
-                running.post_to_done({"storage": "local", "path": plain.name})[0]
-                for _ in range(args.runs)
-            ]
-        median = statistics.median(times)
+            running.post_to_done({"storage": "local", "path": plain.name})  # a warm executor
+            for _ in range(args.runs):
+                alone.append(measure("colsum", plain)["seconds"])
+                times.append(running.post_to_done({"storage": "local", "path": plain.name})[0])
+        median, engine = statistics.median(times), statistics.median(alone)
         goals.append(
             f"- POST -> done, {plain.name} on local storage: median {median:.2f} s"
-            f" (min {min(times):.2f}, max {max(times):.2f}); engine alone {ours[plain]:.2f} s;"
-            f" ratio {median / ours[plain]:.2f} (goal <= 1.05)"
+            f" (min {min(times):.2f}, max {max(times):.2f}); the engine alone in the same rounds"
+            f" {engine:.2f} s; ratio {median / engine:.2f} (goal <= 1.05)"
         )
     report += [*goals, ""]
     text = "\n".join(report)
