@@ -75,7 +75,7 @@ class Server(BaseApplication):
         # gunicorn's control socket has one path per user: two backends on a machine
         # (a test run beside `make run`) would fight over it, and nothing here uses it.
         self.cfg.set("control_socket_disable", True)
-        self.cfg.set("accesslog", "-")
+        self.cfg.set("accesslog", "-" if self.settings.access_log else None)
         self.cfg.set("child_exit", _forget_worker)
         self.cfg.set("loglevel", self.settings.log_level.lower())
 

@@ -15,6 +15,7 @@ wrong. Every message still comes from one place, and the spec stays the one sour
 
 from __future__ import annotations
 
+import functools
 import re
 import reprlib
 from pathlib import Path
@@ -73,6 +74,17 @@ class _OpenAPIRequest(FlaskOpenAPIRequest):
     @property
     def path_pattern(self) -> str:
         return template(self.request.url_rule.rule) if self.request.url_rule else self.path
+
+
+def _operation_of(request: Request) -> _Operation | None:
+    method = "get" if request.method == "HEAD" else request.method.lower()
+    rule = request.url_rule.rule if request.url_rule else request.path
+    return OPERATIONS.get((_template(rule), method))
+
+
+@functools.lru_cache(maxsize=256)
+def _template(rule: str) -> str:
+    return template(rule)
 
 
 def template(rule: str) -> str:
@@ -194,10 +206,9 @@ _REQUEST = _CredentialsCheckedElsewhere(API.spec)
 
 def check(request: Request) -> None:
     """Raise InvalidRequest unless the request's parameters and body fit the spec."""
-    wrapped = _OpenAPIRequest(request)
-    operation = OPERATIONS.get((wrapped.path_pattern, wrapped.method))
-    if operation is not None and operation.accepts(request):
+    if (operation := _operation_of(request)) is not None and operation.accepts(request):
         return
+    wrapped = _OpenAPIRequest(request)
     if request.mimetype == "text/csv":
         # An upload's body is streamed to storage, never read here: parameters only.
         errors = list(_PARAMETERS.iter_errors(wrapped))

@@ -70,6 +70,8 @@ class Settings:
     webhook_timeout: float = 10.0
     # Threads of each backend worker process; long polls take at most all but two of them.
     web_threads: int = 8
+    # gunicorn's access log (a line a request on stdout): off, as it costs the hot routes.
+    access_log: bool = False
     # A queued record whose message may be lost (queue purged or deleted) is published
     # again after waiting this long, at most once per this many seconds.
     queued_grace: float = 300.0
@@ -162,6 +164,7 @@ class Settings:
             webhook_secret=optional("WEBHOOK_SECRET"),
             webhook_timeout=number("WEBHOOK_TIMEOUT", defaults.webhook_timeout),
             web_threads=number("WEB_THREADS", defaults.web_threads, int),
+            access_log=flag("ACCESS_LOG"),
             queued_grace=number("QUEUED_GRACE", defaults.queued_grace),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", defaults.upload_max_bytes, int),
             upload_idle_timeout=number("UPLOAD_IDLE_TIMEOUT", defaults.upload_idle_timeout),
