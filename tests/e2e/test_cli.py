@@ -257,8 +257,9 @@ def test_ctrl_c_while_waiting_says_the_task_goes_on_and_exits_130(services):
 
 
 def test_submit_wait_does_not_hammer_a_backend_whose_long_poll_slots_are_taken(services):
-    # WEB_THREADS=2 leaves no slot for long polls: every ?wait answers at once.
-    api = services.backend(WEB_THREADS="2", WEB_CONCURRENCY="1")
+    # WEB_THREADS=2 leaves no slot for long polls: every ?wait answers at once. The
+    # access log counts the polls.
+    api = services.backend(WEB_THREADS="2", WEB_CONCURRENCY="1", ACCESS_LOG="true")
     slow = slow_source(seconds=3)
     services.executor(**slow.env)
     source = slow.source()
