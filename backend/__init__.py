@@ -9,7 +9,7 @@ from flask import Flask
 from flask.json.provider import JSONProvider
 from werkzeug.routing import BaseConverter
 
-from backend import auth, clients, dashboard, docs, errors, health, ratelimit, tasks
+from backend import auth, clients, dashboard, docs, errors, fastlane, health, ratelimit, tasks
 from backend.services import Services
 from colsum import jsoncodec, logs
 from colsum.settings import Settings
@@ -58,4 +58,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.register(app)
     ratelimit.register(app)
     errors.register(app)
+    app.wsgi_app = fastlane.FastLane(app, app.wsgi_app)
     return app

@@ -21,7 +21,7 @@ from flask import Flask, abort, g, request
 from werkzeug.exceptions import Unauthorized
 
 from backend.services import services
-from colsum.clients import ADMIN
+from colsum.clients import ADMIN, ClientRegistry
 from colsum.settings import Settings
 from colsum.task import ANONYMOUS
 
@@ -83,28 +83,37 @@ def register(app: Flask) -> None:
 
 
 def _authenticate() -> None:
-    settings = services().settings
+    found = services()
+    if found.settings.admin_token and (
+        request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES)
+    ):
+        return
+    token = token_of(request.headers.get("Authorization", ""))
+    caller = identify(token, found.settings, found.clients)
+    if caller is None:
+        _refuse("a valid token is required" if token else None)
+    g.colsum_client, g.colsum_admin = caller
+
+
+def identify(
+    token: str | None, settings: Settings, clients: ClientRegistry
+) -> tuple[str, bool] | None:
+    """(client, is admin) for a request bearing `token`, or None: refused. Open mode
+    needs no token: everyone is `anonymous`, who sees everything."""
     if not settings.admin_token:
-        g.colsum_client, g.colsum_admin = ANONYMOUS, True
-        return
-    if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES):
-        return
-    token = _token()
+        return ANONYMOUS, True
     if token is not None and hmac.compare_digest(
         token.encode("utf-8", "surrogateescape"),
         settings.admin_token.encode("utf-8", "surrogateescape"),
     ):
-        g.colsum_client, g.colsum_admin = ADMIN, True
-        return
-    name = services().clients.client_of(token) if token else None
-    if name is None:
-        _refuse("a valid token is required" if token else None)
-    g.colsum_client, g.colsum_admin = name, False
+        return ADMIN, True
+    name = clients.client_of(token) if token else None
+    return None if name is None else (name, False)
 
 
-def _token() -> str | None:
+def token_of(authorization: str) -> str | None:
     """The token of `Authorization: Bearer <token>`, or the password of Basic auth."""
-    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:
         return value

@@ -18,6 +18,11 @@ INT_DIGITS = 4000
 BIG = 10**INT_DIGITS
 
 
+# JSON text written as it is, inside a larger document: a result read back from Redis need
+# not be decoded to be served (simplejson writes RawJSON verbatim).
+RawJSON = simplejson.RawJSON
+
+
 def dumps(value: Any) -> str:
     try:
         return _dumps(value)

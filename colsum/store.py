@@ -417,10 +417,10 @@ class Held:
     lease_left: float
 
 
-def _task(record: dict[str, str]) -> Task | None:
+def _task(record: dict[str, str], raw_result: bool = False) -> Task | None:
     """The task in a record; None for a hash without an id, written after its record
     expired by a client older than the EXISTS guards, which must not break a page."""
-    return Task.from_redis(record) if record.get("id") else None
+    return Task.from_redis(record, raw_result) if record.get("id") else None
 
 
 @dataclass(frozen=True)
@@ -516,8 +516,9 @@ class TaskStore:
         self._discard(keys=[self.keys.task(task_id)], args=[task_id, self.prefix])
 
     @_translated
-    def get(self, task_id: str) -> Task | None:
-        return _task(self.redis.hgetall(self.keys.task(task_id)))
+    def get(self, task_id: str, raw_result: bool = False) -> Task | None:
+        """The task; with `raw_result`, its result as the JSON text stored (to be shown)."""
+        return _task(self.redis.hgetall(self.keys.task(task_id)), raw_result)
 
     @_translated
     def page(

@@ -161,7 +161,7 @@ class Task:
     created_at: str = field(default_factory=now)
     started_at: str | None = None
     finished_at: str | None = None
-    result: dict[str, Any] | None = None
+    result: dict[str, Any] | jsoncodec.RawJSON | None = None
     error: str | None = None
     # Which executor holds (or last held) the task, and on which delivery of its message.
     executor: str | None = None
@@ -267,7 +267,10 @@ class Task:
         return record
 
     @classmethod
-    def from_redis(cls, record: dict[str, str]) -> Task:
+    def from_redis(cls, record: dict[str, str], raw_result: bool = False) -> Task:
+        """`raw_result`: keep the result as the JSON text stored (jsoncodec.RawJSON), for
+        a task that is only to be shown: decoding and encoding it again costs more than the
+        rest of a GET."""
         result = record.get("result")
         return cls(
             id=record["id"],
@@ -280,7 +283,11 @@ class Task:
             created_at=record["created_at"],
             started_at=record.get("started_at"),
             finished_at=record.get("finished_at"),
-            result=jsoncodec.loads(result) if result is not None else None,
+            result=None
+            if result is None
+            else jsoncodec.RawJSON(result)
+            if raw_result
+            else jsoncodec.loads(result),
             error=record.get("error"),
             executor=record.get("executor"),
             callback_url=record.get("callback_url"),
