@@ -15,13 +15,42 @@ The kernel releases the GIL, so threads sum chunks side by side.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
-import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _choose_cache() -> None:
+    """numba refuses to import a cached kernel at all when no folder it would cache in is
+    writable (a read-only root file system, say): then it caches in the temporary folder.
+    Its own order: NUMBA_CACHE_DIR, __pycache__ beside this file, ~/.cache/numba."""
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    candidates = (
+        [Path(configured)]
+        if configured
+        else [Path(__file__).parent / "__pycache__", Path.home() / ".cache" / "numba"]
+    )
+    if not any(_writable(folder) for folder in candidates):
+        os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / "colsum-numba")
+
+
+_choose_cache()  # before numba reads its configuration
+
+import numpy as np  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 EVERY = 10  # columns 10, 20, 30, ... are summed
 NL, CR, QUOTE, MINUS, PLUS, DOT = 10, 13, 34, 45, 43, 46

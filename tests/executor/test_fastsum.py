@@ -4,6 +4,7 @@ with the exact path to the last digit."""
 from __future__ import annotations
 
 import io
+import os
 from decimal import Decimal
 from unittest.mock import patch
 
@@ -186,3 +187,16 @@ def test_a_quoted_empty_field_is_a_row_not_a_blank_line():
     chunk = fastsum.sum_chunk(fastsum.padded(b'""\n\n""\n'), 1, ",")
     assert chunk is not None
     assert (chunk.rows, chunk.lines) == (2, 3)
+
+
+def test_numba_caches_in_the_temporary_folder_when_its_own_are_read_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "read-only"))
+    monkeypatch.setattr(fastsum, "_writable", lambda folder: False)
+    fastsum._choose_cache()
+    assert os.environ["NUMBA_CACHE_DIR"].endswith("colsum-numba")
+
+
+def test_a_writable_cache_folder_is_left_as_configured(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    fastsum._choose_cache()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "cache")
