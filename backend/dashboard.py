@@ -53,8 +53,13 @@ class TaskRow:
         speed = None
         if seconds and task.bytes_read:
             speed = round(task.bytes_read / 1e6 / seconds, 1)
-        rows = task.result["rows"] if task.result else task.rows_read
-        columns = task.result["columns"] if task.result else []
+        result = task.result or {}
+        rows = result.get("rows", result.get("count")) if result else task.rows_read
+        columns = result.get("columns", [])
+        if "even_count" in result:  # sum_even: one sum, of the even integers
+            columns = [
+                {"column": "even", "name": f"{result['even_count']} of them", "sum": result["sum"]}
+            ]
         return cls(
             id=task.id,
             source=task.source.describe(),

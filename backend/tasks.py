@@ -79,9 +79,11 @@ def create():
 
 
 def upload(options: dict[str, object]):
-    """The body is the CSV; `header`, `delimiter`, `priority` and `filename` come as query
-    parameters (or the name in a Content-Disposition header)."""
+    """The body is the file; `header`, `delimiter`, `priority`, `op` and `filename` come as
+    query parameters (or the name in a Content-Disposition header)."""
     request.max_content_length = UPLOAD_LIMIT  # uploads.store applies UPLOAD_MAX_BYTES
+    if options.get("op") == "sum_even" and ("header" in options or "delimiter" in options):
+        abort(400, "'header' and 'delimiter' are options of sum_columns, not sum_even")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         abort(415, f"send the CSV uncompressed: Content-Encoding {encoding!r} is not supported")
@@ -126,11 +128,12 @@ def _refuse_an_endless_body() -> None:
 
 
 def _query_options() -> dict[str, object]:
-    """`header`, `delimiter` and `priority` from the query string, as the spec allowed them."""
+    """`header`, `delimiter`, `priority` and `op` from the query string, as the spec allowed
+    them."""
     options: dict[str, object] = {}
     if "header" in request.args:
         options["header"] = request.args["header"] == "true"
-    for name in ("delimiter", "priority"):
+    for name in ("delimiter", "priority", "op"):
         if name in request.args:
             options[name] = request.args[name]
     return options

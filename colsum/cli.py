@@ -85,6 +85,8 @@ def submit(client: Client, args: argparse.Namespace) -> dict:
         options["header"] = args.header
     if args.delimiter:
         options["delimiter"] = DELIMITERS.get(args.delimiter.lower(), args.delimiter)
+    if args.op:
+        options["op"] = args.op
     if args.upload:
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in options.items()}
         query["filename"] = Path(args.target).name
@@ -145,12 +147,18 @@ def show(task: dict, as_json: bool) -> None:
         print(f"error: {task['error']}")
     if task["status"] == "running" and task.get("bytes_total"):
         print(f"progress: {float(task.get('progress') or 0):.0%} ({read_so_far(task)})")
-    if task.get("result"):
-        print(f"rows: {task['result']['rows']}")
+    result = task.get("result")
+    if result:
+        if "even_count" in result:  # sum_even
+            print(f"integers: {result['count']}, even: {result['even_count']}")
+        else:
+            print(f"rows: {result['rows']}")
         if task.get("run_seconds") is not None:
             speed = f" ({task['mb_per_second']} MB/s)" if task.get("mb_per_second") else ""
             print(f"time: {task['run_seconds']} s{speed}")
-        for column in task["result"]["columns"]:
+        if "even_count" in result:
+            print(f"  sum of the even ones: {result['sum']}")
+        for column in result.get("columns", []):
             print(f"  column {column['column']:>4}  {column['name'] or '':<20} {column['sum']}")
 
 
@@ -236,6 +244,12 @@ def _run(argv: list[str] | None) -> int:
     sub.add_argument("--wait", action="store_true", help="follow the task to its end")
     sub.add_argument("--header", action=argparse.BooleanOptionalAction, default=None)
     sub.add_argument("--delimiter", help="one character, or tab ('\\t'), comma, semicolon, pipe")
+    sub.add_argument(
+        "--op",
+        choices=["sum_columns", "sum_even"],
+        help="sum_columns (the default): every 10th column of a CSV; sum_even: the even "
+        "integers of a text file",
+    )
     command("status", "show a task").add_argument("id")
     listing = command("list", "the newest tasks")
     listing.add_argument("--status")

@@ -20,6 +20,10 @@ class InvalidCSV(PermanentError):
     """The file is not a CSV Colsum can sum; the message names the line (and column)."""
 
 
+class InvalidNumbers(PermanentError):
+    """A file of integers (a sum_even task) holds something else; the message names the line."""
+
+
 class BrokerUnavailable(ColsumError):
     """RabbitMQ did not take the message (down, unreachable, or it did not confirm)."""
 

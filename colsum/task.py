@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from colsum import jsoncodec
 
@@ -93,6 +93,9 @@ Source = Annotated[LocalSource | S3Source, Field(discriminator="storage")]
 
 # Within one client's backlog, higher first; across clients the fair share decides.
 Priority = Literal["high", "normal", "low"]
+# What a task computes: the sums of every 10th column of a CSV (the default), or the sum of
+# the even integers of a text file.
+Op = Literal["sum_columns", "sum_even"]
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 
 # Who a request is when the API runs without ADMIN_TOKEN, and so who owns its tasks.
@@ -111,13 +114,20 @@ class TaskRequest(BaseModel):
     delimiter: str = ","
     callback_url: str | None = None
     priority: Priority = "normal"
+    op: Op = "sum_columns"
+
+    @model_validator(mode="after")
+    def _csv_options_for_csv_tasks(self) -> TaskRequest:
+        if self.op == "sum_even" and (self.header is not None or self.delimiter != ","):
+            raise ValueError("'header' and 'delimiter' are options of sum_columns, not sum_even")
+        return self
 
     @classmethod
     def from_body(cls, body: Any) -> TaskRequest:
         """Build the request from a body the spec accepted (a JSON object); raises
         pydantic.ValidationError for what a schema cannot check."""
         fields = dict(body)
-        names = ("header", "delimiter", "callback_url", "priority")
+        names = ("header", "delimiter", "callback_url", "priority", "op")
         options = {name: fields.pop(name) for name in names if name in fields}
         return cls.model_validate({"source": fields, **options})
 
@@ -156,6 +166,7 @@ class Task:
     callback_url: str | None = None
     client: str = ANONYMOUS
     priority: Priority = "normal"
+    op: Op = "sum_columns"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: TaskStatus = TaskStatus.QUEUED
     created_at: str = field(default_factory=now)
@@ -186,6 +197,7 @@ class Task:
             callback_url=request.callback_url,
             client=client,
             priority=request.priority,
+            op=request.op,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -194,6 +206,7 @@ class Task:
             "status": self.status.value,
             "client": self.client,
             "priority": self.priority,
+            "op": self.op,
             "source": self.source.model_dump(exclude_none=True),
             "header": self.header,
             "delimiter": self.delimiter,
@@ -257,6 +270,7 @@ class Task:
             "created_at": self.created_at,
             "client": self.client,
             "priority": self.priority,
+            "op": self.op,
         }
         texts = ("started_at", "finished_at", "error", "executor", "callback_url")
         for name in (*texts, "webhook_status", "webhook_error", *COUNTERS):
@@ -280,6 +294,7 @@ class Task:
             delimiter=record.get("delimiter", ","),
             client=record.get("client", ANONYMOUS),
             priority=record.get("priority", "normal"),
+            op=record.get("op", "sum_columns"),
             created_at=record["created_at"],
             started_at=record.get("started_at"),
             finished_at=record.get("finished_at"),

@@ -131,6 +131,7 @@ def chunks(
     first: bytes = b"",
     check: Callable[[], None] | None = None,
     buffers: list[bytearray] | None = None,
+    cut: Callable[[bytearray, int], int] | None = None,
 ) -> Iterator[memoryview]:
     """Pieces of about `size` bytes (more if one record is longer), `first` before the stream.
 
@@ -138,8 +139,10 @@ def chunks(
     so each byte is copied once, into its piece; a piece stays unchanged while the caller
     holds len(buffers) - 2 more (threads summing them, say). Each buffer keeps PAD bytes to
     spare after any piece, for the fast path; one too small is replaced in the list.
-    `check` is called before every read (it may raise to stop).
+    `check` is called before every read (it may raise to stop). `cut` says where a piece
+    may end (default: after the last record, `last_record_end`).
     """
+    cut = cut or last_record_end
     capacity = max(size, 2 * len(first))
     buffers = buffers if buffers is not None else [bytearray(), bytearray()]
     if len(buffers) < 2:
@@ -156,7 +159,7 @@ def chunks(
         filled += count or 0
         if count and filled < capacity:
             continue  # a short read: fill the buffer before cutting it
-        end = last_record_end(buffer, filled) if count else filled
+        end = cut(buffer, filled) if count else filled
         if end == -1:  # one record longer than the buffer
             if capacity >= MAX_RECORD:
                 raise RecordTooLong(f"a record longer than {MAX_RECORD >> 20} MiB")

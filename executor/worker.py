@@ -52,7 +52,7 @@ from colsum.settings import Settings
 from colsum.store import EXECUTOR_TTL, Held, TaskStore
 from colsum.task import Task, TaskStatus
 from colsum.task import now as now_stamp
-from executor import metrics, summing
+from executor import evens, metrics, summing
 from executor.storage import ReadStats, Storage
 from executor.sweeper import Sweeper
 from executor.webhooks import Webhooks
@@ -446,7 +446,7 @@ class Worker:
             log.info(
                 "task %s: done, %d rows in %.2fs (%d attempts, %d resumes)",
                 task_id,
-                result["rows"],
+                stats.rows_read,
                 time.monotonic() - started,
                 stats.attempts,
                 stats.resumes,
@@ -497,13 +497,12 @@ class Worker:
         with storage.open(
             task.source, stats, f"task {task.id}", cancel, client=task.client
         ) as stream:
+            threads = self.settings.executor_threads or None
+            if task.op == "sum_even":
+                found = evens.sum_even(stream, cancel, stats.count_rows, threads)
+                return found.to_result()
             sums = summing.sum_columns(
-                stream,
-                task.header,
-                task.delimiter,
-                cancel,
-                on_rows=stats.count_rows,
-                threads=self.settings.executor_threads or None,
+                stream, task.header, task.delimiter, cancel, stats.count_rows, threads
             )
             return sums.to_result()
 

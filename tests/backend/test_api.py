@@ -617,3 +617,16 @@ def test_a_callback_url_to_an_internal_address_is_400_before_anything_is_stored(
 def test_a_callback_url_to_an_allowed_internal_host_is_taken(client):
     response = post(client, {**LOCAL, "callback_url": "http://127.0.0.1:9/hook"})
     assert response.status_code == 202
+
+
+def test_csv_options_on_a_sum_even_task_are_refused(client):
+    body = {"storage": "local", "path": "n.txt", "op": "sum_even", "header": True}
+    response = client.post("/tasks", json=body)
+    assert response.status_code == 400
+    assert "'header' and 'delimiter' are options of sum_columns" in response.get_json()["error"]
+
+
+def test_an_unknown_op_is_refused(client):
+    response = client.post("/tasks", json={"storage": "local", "path": "n.txt", "op": "sum_odd"})
+    assert response.status_code == 400
+    assert "'op'" in response.get_json()["error"]

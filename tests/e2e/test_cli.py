@@ -48,6 +48,14 @@ def test_submit_wait_prints_the_exact_sums_and_exits_0(api):
     assert "revenue" in run.stdout and "4617083.41" in run.stdout
 
 
+def test_submit_op_sum_even_prints_the_count_and_the_even_sum(api, settings):
+    (settings.data_dir / "numbers.txt").write_text("1 2 3\n4 -10\n")
+    run = colsum(api, "submit", "numbers.txt", "--op", "sum_even", "--wait")
+    assert run.returncode == 0, run.stderr
+    assert "integers: 5, even: 3" in run.stdout
+    assert "sum of the even ones: -4" in run.stdout
+
+
 def test_on_a_terminal_submit_wait_draws_a_progress_bar_on_stderr(api):
     leader, follower = pty.openpty()
     # A terminal of 120 columns: on one of zero (no size set) tqdm draws nothing.

@@ -95,3 +95,20 @@ def test_an_upload_goes_to_the_upload_bucket_when_one_is_set(bucket, services):
     assert created["source"] == {"storage": "s3", "bucket": bucket.name, "key": key}
     assert bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read() == body
     assert finished(api, created["id"])["result"]["columns"][0]["sum"] == 10
+
+
+def test_a_sum_even_task_reads_s3_through_cut_connections_exactly(bucket, s3_api, tmp_path):
+    api, proxy = s3_api
+    path = tmp_path / "numbers.txt"
+    numbers = range(-300_000, 300_000, 3)
+    path.write_text(
+        "\n".join(" ".join(map(str, numbers[i : i + 10])) for i in range(0, len(numbers), 10))
+    )
+    bucket.upload("numbers.txt", path)
+    record = finished(api, submit(api, {**s3(bucket.name, "numbers.txt"), "op": "sum_even"}), 120)
+    assert record["status"] == "done", record["error"]
+    assert record["op"] == "sum_even"
+    evens = [n for n in numbers if n % 2 == 0]
+    assert record["result"] == {"count": len(numbers), "even_count": len(evens), "sum": sum(evens)}
+    assert record["bytes_read"] == path.stat().st_size
+    assert proxy.counts.responses >= 1  # it went through the proxy that cuts

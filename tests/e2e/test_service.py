@@ -86,3 +86,18 @@ def test_a_bad_task_fails_without_disturbing_the_next(settings, api):
     assert failed["status"] == "failed"
     assert failed["error"] == "line 2, column 10: 'x' is not a number"
     assert finished(api, good)["result"]["columns"] == SAMPLE_SUMS
+
+
+def test_a_sum_even_task_counts_the_integers_and_sums_the_even_ones(settings, api):
+    (settings.data_dir / "numbers.txt").write_text("1 2 3\n4,5,6\n-8 10\n")
+    done = finished(api, submit(api, {**local("numbers.txt"), "op": "sum_even"}))
+    assert done["status"] == "done", done["error"]
+    assert done["op"] == "sum_even"
+    assert done["result"] == {"count": 8, "even_count": 5, "sum": 14}
+
+
+def test_a_sum_even_task_on_a_csv_fails_naming_the_line(settings, api):
+    (settings.data_dir / "a.csv").write_text("a,b,c\n1,2,3\n")
+    done = finished(api, submit(api, {**local("a.csv"), "op": "sum_even"}))
+    assert done["status"] == "failed"
+    assert done["error"] == "line 1: 'a' is not an integer"

@@ -90,6 +90,10 @@ def done(rows: int, *sums: tuple[int, str | None, int | str]) -> list[Outcome]:
     return [Outcome("done", result={"rows": rows, "columns": columns})]
 
 
+def done_evens(count: int, even_count: int, total: int) -> list[Outcome]:
+    return [Outcome("done", result={"count": count, "even_count": even_count, "sum": total})]
+
+
 @dataclass(frozen=True)
 class FileCase:
     id: str
@@ -230,6 +234,31 @@ FILE_CASES = [
         "quote-left-open-in-a-quoted-file",
         files.text(NAMES + '"1","2","3","4","5","6","7","8","9","10"\n' * 1000 + NINE + '"10\n'),
         failed(r"line 1002: .*(quote|unexpected end|malformed)"),
+    ),
+    # sum_even (issue 16): a file of integers.
+    FileCase(
+        "sum-even-of-a-million-digit-integer",  # its conversion alone would take 24 s
+        files.text("2 4\n" + "7" * 1_000_000 + "\n"),
+        failed(r"^line 2: an integer of 1,000,000 digits; at most 4,000$"),
+        options={"op": "sum_even"},
+    ),
+    FileCase(
+        "sum-even-of-a-csv",
+        files.text(NAMES + NINE + "10\n"),
+        failed(r"^line 1: 'a' is not an integer$"),
+        options={"op": "sum_even"},
+    ),
+    FileCase(
+        "sum-even-of-a-binary-file",
+        files.binary(200_000),
+        failed(r"not an integer"),
+        options={"op": "sum_even"},
+    ),
+    FileCase(
+        "sum-even-of-one-64-mib-line-of-integers",
+        files.repeated(b"", b"1234567890 ", 64 * MiB),  # ends in the odd 123456789
+        done_evens(64 * MiB // 11 + 1, 64 * MiB // 11, 1234567890 * (64 * MiB // 11)),
+        options={"op": "sum_even"},
     ),
     FileCase(
         "symlink-to-another-clients-upload",
