@@ -7,7 +7,7 @@ from colsum import logs
 from colsum.errors import BrokerMisconfigured
 from colsum.settings import Settings
 from colsum.store import TaskStore
-from executor import fastsum
+from executor import evens, fastsum
 from executor.storage import storages
 from executor.worker import Worker
 
@@ -16,7 +16,8 @@ def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings)
     task_store = TaskStore.from_settings(settings)
-    fastsum.warm()  # numba compiles the kernel (or loads it) now, not in the first task
+    fastsum.warm()  # numba compiles the kernels (or loads them) now, not in the first task
+    evens.warm()
     try:
         worker = Worker(settings, task_store, storages(settings))
         worker.install_signal_handlers()

@@ -11,6 +11,7 @@ token is split.
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 from collections.abc import Callable
@@ -224,3 +225,8 @@ def _shown(token: bytes) -> str:
     if len(text) <= SHOWN:
         return repr(text)
     return f"{text[:SHOWN]!r}... ({len(text)} characters)"
+
+
+def warm() -> None:
+    """Compile the kernels, or load them from numba's cache, before a task needs them."""
+    sum_even(io.BytesIO(b"1 2\n"), threads=1)
