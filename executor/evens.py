@@ -15,7 +15,7 @@ import io
 import re
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -23,11 +23,10 @@ import numpy as np
 from numba import njit
 
 from colsum.errors import InvalidNumbers, TaskInterrupted
-from executor import fastsum
-from executor.chunks import PAD, RecordTooLong, chunks
-from executor.summing import BUFFERS, THREADS
+from executor import fastsum, pipeline
+from executor.chunks import PAD, RecordTooLong
 
-CHUNK_SIZE = 8 << 20
+CHUNK_SIZE = pipeline.CHUNK_SIZE
 TOKEN = re.compile(rb"[+-]?[0-9]+")
 SPLIT = re.compile(rb"[ \t\r\v\f,]+")
 # At most this many digits an integer, so that the work stays linear in the file's size:
@@ -126,30 +125,12 @@ def sum_even(
     an integer raises InvalidNumbers naming its line; `on_rows` is told the integers read so
     far after each chunk; `cancel` is looked at between reads and chunks."""
     summer = _Summer(cancel, on_rows)
-    threads = threads if threads and threads > 0 else THREADS
-    pending: list[tuple[memoryview, Future[np.ndarray | None]]] = []
-    with (
-        BUFFERS.lend(threads + 2) as buffers,  # as summing.sum_columns does
-        ThreadPoolExecutor(threads, thread_name_prefix="evens") as pool,
-    ):
-        try:
-            for piece in chunks(
-                stream, CHUNK_SIZE, b"", summer.check, buffers, cut=last_separator_end
-            ):
-                pending.append((piece, pool.submit(summer.fast, piece)))
-                if len(pending) > threads:
-                    summer.take(*pending.pop(0))
-            while pending:
-                summer.take(*pending.pop(0))
-        except RecordTooLong:
-            while pending:
-                summer.take(*pending.pop(0))
-            raise InvalidNumbers(
-                f"line {summer.line}: a token longer than 64 MiB: is this a file of integers?"
-            ) from None
-        except BaseException:
-            summer.stopped = True
-            raise
+    try:
+        pipeline.sum_in_order(stream, summer, threads, CHUNK_SIZE, cut=last_separator_end)
+    except RecordTooLong:
+        raise InvalidNumbers(
+            f"line {summer.line}: a token longer than 64 MiB: is this a file of integers?"
+        ) from None
     return EvenSums(summer.count, summer.evens, summer.total)
 
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import threading
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from typing import Any, BinaryIO
@@ -28,14 +26,11 @@ from typing import Any, BinaryIO
 from colsum import jsoncodec
 from colsum.errors import InvalidCSV, PermanentError, TaskInterrupted
 from executor import chunks as records
-from executor import fastsum
-from executor.chunks import FirstRecord, RecordTooLong, chunks
+from executor import fastsum, pipeline
+from executor.chunks import FirstRecord, RecordTooLong
 
 EVERY = fastsum.EVERY
-CHUNK_SIZE = 8 << 20
-# Threads that sum a file's chunks by default: the CPUs this process may use.
-THREADS = len(os.sched_getaffinity(0))
-BUFFERS = records.BufferPool(CHUNK_SIZE + records.PAD)
+CHUNK_SIZE = pipeline.CHUNK_SIZE
 FIRST_READ = 64 << 10
 BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's begin the same way
@@ -169,33 +164,16 @@ def sum_columns(
                 piece = fastsum.padded(start)
                 summer.take(piece, summer.fast(piece))
         else:
-            _sum_stream(stream, start, summer, threads if threads and threads > 0 else THREADS)
+            _sum_stream(stream, start, summer, threads)
         sums = summer.sums()
     return _check_size(_sums(layout, names, summer.rows, sums))
 
 
-def _sum_stream(stream: BinaryIO, start: bytes, summer: _ChunkSummer, threads: int) -> None:
-    """Chunks are summed on `threads` helpers (the kernel releases the GIL) while this
-    thread reads the next, and taken in file order, so that lines add up."""
-    pending: deque[tuple[memoryview, Future[fastsum.ChunkSums | None]]] = deque()
-    with (
-        BUFFERS.lend(threads + 2) as buffers,  # one a thread, one read into, one for its tail
-        ThreadPoolExecutor(threads, thread_name_prefix="sum") as pool,
-    ):
-        try:
-            for piece in chunks(stream, CHUNK_SIZE, start, summer.check, buffers):
-                pending.append((piece, pool.submit(summer.fast, piece)))
-                if len(pending) > threads:
-                    summer.take(*pending.popleft())
-            while pending:
-                summer.take(*pending.popleft())
-        except RecordTooLong as error:
-            while pending:  # an error in an earlier chunk comes first
-                summer.take(*pending.popleft())
-            raise InvalidCSV(f"line {summer.line}: {error}; is a quote left open?") from None
-        except BaseException:
-            summer.stopped = True  # chunks not started yet are dropped
-            raise
+def _sum_stream(stream: BinaryIO, start: bytes, summer: _ChunkSummer, threads: int | None) -> None:
+    try:
+        pipeline.sum_in_order(stream, summer, threads, CHUNK_SIZE, start)
+    except RecordTooLong as error:
+        raise InvalidCSV(f"line {summer.line}: {error}; is a quote left open?") from None
 
 
 def _checker(cancel: threading.Event | None) -> Callable[[], None]:
