@@ -17,7 +17,7 @@ from backend.services import Services, services
 from colsum import fair_queue, webhook_targets
 from colsum.errors import BrokerUnavailable, StoreUnavailable, TooManyQueued
 from colsum.scope import Scope
-from colsum.task import Task, TaskRequest, TaskStatus
+from colsum.task import Task, TaskRequest, TaskStatus, refuse_csv_options
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,10 @@ def upload(options: dict[str, object]):
     """The body is the file; `header`, `delimiter`, `priority`, `op` and `filename` come as
     query parameters (or the name in a Content-Disposition header)."""
     request.max_content_length = UPLOAD_LIMIT  # uploads.store applies UPLOAD_MAX_BYTES
-    if options.get("op") == "sum_even" and ("header" in options or "delimiter" in options):
-        abort(400, "'header' and 'delimiter' are options of sum_columns, not sum_even")
+    try:
+        refuse_csv_options(str(options.get("op", "sum_columns")), options)
+    except ValueError as error:
+        abort(400, str(error))
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         abort(415, f"send the CSV uncompressed: Content-Encoding {encoding!r} is not supported")

@@ -60,8 +60,7 @@ _REPR.maxother = LONGEST
 class _OpenAPIRequest(FlaskOpenAPIRequest):
     @property
     def method(self) -> str:
-        # Flask answers HEAD with the GET view; the spec, like most, documents the GET.
-        return "get" if self.request.method == "HEAD" else self.request.method.lower()
+        return _route(self.request)[1]
 
     @property
     def content_type(self) -> str:
@@ -73,13 +72,15 @@ class _OpenAPIRequest(FlaskOpenAPIRequest):
 
     @property
     def path_pattern(self) -> str:
-        return template(self.request.url_rule.rule) if self.request.url_rule else self.path
+        return _route(self.request)[0]
 
 
-def _operation_of(request: Request) -> _Operation | None:
+def _route(request: Request) -> tuple[str, str]:
+    """(path as the spec writes it, method): which operation a request is. Flask answers
+    HEAD with the GET view; the spec, like most, documents the GET."""
     method = "get" if request.method == "HEAD" else request.method.lower()
     rule = request.url_rule.rule if request.url_rule else request.path
-    return OPERATIONS.get((_template(rule), method))
+    return _template(rule), method
 
 
 @functools.lru_cache(maxsize=256)
@@ -206,7 +207,7 @@ _REQUEST = _CredentialsCheckedElsewhere(API.spec)
 
 def check(request: Request) -> None:
     """Raise InvalidRequest unless the request's parameters and body fit the spec."""
-    if (operation := _operation_of(request)) is not None and operation.accepts(request):
+    if (operation := OPERATIONS.get(_route(request))) is not None and operation.accepts(request):
         return
     wrapped = _OpenAPIRequest(request)
     if request.mimetype == "text/csv":

@@ -20,13 +20,11 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
-from stack import ROOT, stack
+from stack import ROOT, in_fresh_process, stack
 
 from tests.csvfiles import write_numbers
 
@@ -86,14 +84,7 @@ def run_engine(name: str, path: Path) -> list:
 
 def measure(name: str, path: Path) -> dict:
     """Run one engine in a fresh process: its time, its peak RSS, its sums."""
-    output = subprocess.run(
-        [sys.executable, __file__, "--one", name, str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout
-    return json.loads(output)
+    return in_fresh_process(__file__, name, str(path))
 
 
 def prepare(name: str) -> None:

@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from stack import ROOT, in_fresh_process
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 
 
@@ -52,14 +50,7 @@ def one(engine: str, path: Path) -> None:
 
 
 def measure(engine: str, path: Path) -> dict:
-    output = subprocess.run(
-        [sys.executable, __file__, "--one", engine, str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout
-    return json.loads(output)
+    return in_fresh_process(__file__, engine, str(path))
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ the Redis and RabbitMQ of REDIS_URL and AMQP_URL, removed again afterwards."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +22,19 @@ sys.path.insert(0, str(ROOT))
 
 from colsum import broker  # noqa: E402
 from colsum.settings import Settings  # noqa: E402
+
+
+def in_fresh_process(script: str, *args: str) -> dict:
+    """Run `script --one ARGS` in a process of its own (its peak RSS and imports its own)
+    and read the JSON object it prints."""
+    output = subprocess.run(
+        [sys.executable, script, "--one", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    return json.loads(output)
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import posixpath
 import re
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -118,8 +119,7 @@ class TaskRequest(BaseModel):
 
     @model_validator(mode="after")
     def _csv_options_for_csv_tasks(self) -> TaskRequest:
-        if self.op == "sum_even" and (self.header is not None or self.delimiter != ","):
-            raise ValueError("'header' and 'delimiter' are options of sum_columns, not sum_even")
+        refuse_csv_options(self.op, self.model_fields_set)
         return self
 
     @classmethod
@@ -130,6 +130,12 @@ class TaskRequest(BaseModel):
         names = ("header", "delimiter", "callback_url", "priority", "op")
         options = {name: fields.pop(name) for name in names if name in fields}
         return cls.model_validate({"source": fields, **options})
+
+
+def refuse_csv_options(op: str, given: Iterable[str]) -> None:
+    """ValueError if a task that reads no CSV was given a CSV's options."""
+    if op == "sum_even" and {"header", "delimiter"} & set(given):
+        raise ValueError("'header' and 'delimiter' are options of sum_columns, not sum_even")
 
 
 def instant(stamp: str | None) -> datetime | None:

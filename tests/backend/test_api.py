@@ -630,3 +630,16 @@ def test_an_unknown_op_is_refused(client):
     response = client.post("/tasks", json={"storage": "local", "path": "n.txt", "op": "sum_odd"})
     assert response.status_code == 400
     assert "'op'" in response.get_json()["error"]
+
+
+def test_a_csv_option_given_to_a_sum_even_task_is_refused_even_at_its_default(client):
+    body = {"storage": "local", "path": "n.txt", "op": "sum_even", "delimiter": ","}
+    assert client.post("/tasks", json=body).status_code == 400
+
+
+def test_an_upload_for_sum_even_with_a_csv_option_is_refused(client):
+    response = client.post(
+        "/tasks?op=sum_even&header=true", data=b"1 2\n", headers={"Content-Type": "text/csv"}
+    )
+    assert response.status_code == 400
+    assert "options of sum_columns" in response.get_json()["error"]
