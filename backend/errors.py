@@ -74,7 +74,10 @@ def describe(error: pydantic.ValidationError) -> str:
         # ('source', 'local', 'path') -> 'path': the nesting is ours, not the client's.
         names = [str(part) for part in problem["loc"] if part not in ("source", "local", "s3")]
         message = problem["msg"].removeprefix("Value error, ")
-        problems.append(f"'{names[-1] if names else 'body'}' {message[0].lower()}{message[1:]}")
+        if not names:  # the request as a whole: the message names its fields itself
+            problems.append(message)
+            continue
+        problems.append(f"'{names[-1]}' {message[0].lower()}{message[1:]}")
     return "; ".join(problems)
 
 

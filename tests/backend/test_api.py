@@ -623,7 +623,9 @@ def test_csv_options_on_a_sum_even_task_are_refused(client):
     body = {"storage": "local", "path": "n.txt", "op": "sum_even", "header": True}
     response = client.post("/tasks", json=body)
     assert response.status_code == 400
-    assert "'header' and 'delimiter' are options of sum_columns" in response.get_json()["error"]
+    assert response.get_json()["error"] == (
+        "'header' and 'delimiter' are options of sum_columns, not sum_even"
+    )
 
 
 def test_an_unknown_op_is_refused(client):
