@@ -100,12 +100,13 @@ def _state() -> dict[str, object]:
     store = services().store
     now = datetime.now(UTC)
     mine = None if auth.is_admin() else auth.current_client()
+    # The tasks before the counts: a task that finishes in between then shows as running
+    # for a second, never as done beside a count that still has it active.
+    tasks = [TaskRow.of(task, now) for task in store.page(None, RECENT, None, client=mine).tasks]
     return {
         "counts": store.counts(client=mine),
         "executors": sorted(visible_executors(), key=lambda e: str(e["id"])),
-        "tasks": [
-            TaskRow.of(task, now) for task in store.page(None, RECENT, None, client=mine).tasks
-        ],
+        "tasks": tasks,
     }
 
 
