@@ -70,11 +70,11 @@ class FastLane:
             if route == "active":
                 answer = tasks.active_counts(self.found, *caller)
             else:
-                task = self.found.store.get(path.rsplit("/", 1)[1], raw_result=True)
+                task = self.found.store.show(path.rsplit("/", 1)[1])
                 if not tasks.visible(task, *caller):
                     return None
                 answer = task.to_json()
         except (StoreUnavailable, KeyError, ValueError):
             return None  # Flask answers it: 503, or 404 for a broken record, as it logs
         self.counted[route].inc()
-        return jsoncodec.dumps(answer).encode()
+        return jsoncodec.encode(answer)

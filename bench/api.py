@@ -5,8 +5,9 @@
 wrk (Debian package wrk) runs -t2 -c`--connections` for `--seconds` against: Colsum's
 GET /tasks/<id> of a done task, GET /tasks/active, and the bare Flask + gunicorn app of
 bench/bare_flask.py answering the same record with one HGETALL (same workers and threads).
-The rounds are interleaved; prints medians of rps, p50 and p99 and the ratios to the
-anchor, and saves them to bench/api.md.
+The rounds are interleaved; prints medians of rps, p50, p99 and the server's CPU time a
+request (its master and workers, from /proc: what other load on a shared machine moves
+least), the ratios to the anchor, and saves them to bench/api.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 from stack import ROOT, free_port, stack
@@ -29,8 +31,25 @@ DATA = ROOT / "bench" / "data"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
-    """rps, and p50 and p99 in milliseconds."""
+def cpu_seconds(master: int) -> float:
+    """CPU time (user + system) a gunicorn master and its workers have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if master in (pid, ppid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def wrk(url: str, seconds: int, connections: int, server: int) -> dict[str, float]:
+    """rps, p50 and p99 in milliseconds, and the server's CPU microseconds per request:
+    the cost of a request, which other load on the machine moves far less than rps."""
+    before = cpu_seconds(server)
     output = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         check=True,
@@ -45,7 +64,9 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise SystemExit(f"{url}: {errors[1]} responses that were not 2xx\n{output}")
-    return {"rps": rps, "p50": latency["50"], "p99": latency["99"]}
+    requests_done = int(re.search(r"(\d+) requests in", output)[1])
+    cpu = (cpu_seconds(server) - before) / requests_done * 1e6
+    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "cpu": cpu}
 
 
 def bare_app(prefix: str, settings: Settings) -> tuple[subprocess.Popen, str]:
@@ -96,33 +117,41 @@ def main() -> None:
         _, task = running.post_to_done({"storage": "local", "path": "api.csv"})
         running.stop_executors()  # idle executors still beat: nothing else on the cores
         bare, bare_url = bare_app(running.env["REDIS_PREFIX"], settings)
+        colsum = running.backend.pid
         targets = {
-            "Colsum GET /tasks/<id>": f"{running.api}/tasks/{task['id']}",
-            "Colsum GET /tasks/active": f"{running.api}/tasks/active",
-            "bare Flask GET /tasks/<id> (HGETALL)": f"{bare_url}/tasks/{task['id']}",
+            "Colsum GET /tasks/<id>": (f"{running.api}/tasks/{task['id']}", colsum),
+            "Colsum GET /tasks/active": (f"{running.api}/tasks/active", colsum),
+            "bare Flask GET /tasks/<id> (HGETALL)": (f"{bare_url}/tasks/{task['id']}", bare.pid),
         }
         try:
             for round_ in range(args.rounds):
-                for name, url in targets.items():
-                    results.setdefault(name, []).append(wrk(url, args.seconds, args.connections))
+                for name, (url, server) in targets.items():
+                    run = wrk(url, args.seconds, args.connections, server)
+                    results.setdefault(name, []).append(run)
                 print(f"round {round_ + 1} of {args.rounds} done", flush=True)
         finally:
             bare.terminate()
             bare.wait()
 
-    anchor = statistics.median(r["rps"] for r in results["bare Flask GET /tasks/<id> (HGETALL)"])
+    bare_runs = results["bare Flask GET /tasks/<id> (HGETALL)"]
+    anchor = statistics.median(r["rps"] for r in bare_runs)
+    anchor_cpu = statistics.median(r["cpu"] for r in bare_runs)
     lines = [
         f"# The API under load: wrk -t2 -c{args.connections} -d{args.seconds}s,"
         f" {args.rounds} interleaved rounds, medians",
         "",
-        "| target | rps | p50 | p99 | x bare Flask |",
-        "| --- | --- | --- | --- | --- |",
+        "| target | rps | p50 | p99 | x bare Flask | server CPU a request | bare Flask's CPU / it |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, runs in results.items():
         rps = statistics.median(r["rps"] for r in runs)
         p50 = statistics.median(r["p50"] for r in runs)
         p99 = statistics.median(r["p99"] for r in runs)
-        lines.append(f"| {name} | {rps:,.0f} | {p50:.1f} ms | {p99:.1f} ms | {rps / anchor:.2f} |")
+        cpu = statistics.median(r["cpu"] for r in runs)
+        lines.append(
+            f"| {name} | {rps:,.0f} | {p50:.1f} ms | {p99:.1f} ms | {rps / anchor:.2f} "
+            f"| {cpu:.0f} us | {anchor_cpu / cpu:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     (ROOT / "bench" / "api.md").write_text(text)

@@ -1,7 +1,9 @@
 """JSON that keeps sums exact: Decimals go out as JSON numbers and come back as Decimals.
 
-The standard library can only write a Decimal as a float or a string; simplejson writes its
-exact digits, so a client parsing with Decimal gets back exactly what the executor summed.
+The standard library can only write a Decimal as a float or a string. orjson writes a
+Decimal's exact digits as a Fragment (text it inserts as it is), ten times faster than
+simplejson, which writes them too and reads them back as Decimals; orjson leaves to
+simplejson what it refuses: ints beyond 64 bits and strings with lone surrogates.
 
 Python refuses to convert an int of more than 4,300 digits to or from text (a guard
 against quadratic conversions); such numbers go through Decimal instead, which has no
@@ -11,6 +13,7 @@ such limit and converts them in linear time. Only a value that needs it pays for
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import simplejson
 
 # Below Python's int <-> str limit (sys.get_int_max_str_digits(), 4,300 by default).
@@ -24,12 +27,29 @@ RawJSON = simplejson.RawJSON
 
 
 def dumps(value: Any) -> str:
+    return encode(value).decode()
+
+
+def encode(value: Any) -> bytes:
+    """The value as compact JSON in UTF-8."""
     try:
-        return _dumps(value)
+        return orjson.dumps(value, default=_exact)
+    except TypeError:  # orjson.JSONEncodeError: what orjson will not write, simplejson may
+        pass
+    try:
+        return _dumps(value).encode()
     except ValueError as error:
         if "integer string conversion" not in str(error):
             raise
-    return _dumps(_big_ints_as_decimals(value))
+    return _dumps(_big_ints_as_decimals(value)).encode()
+
+
+def _exact(value: Any) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    if isinstance(value, RawJSON):
+        return orjson.Fragment(value.encoded_json)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def loads(text: str | bytes) -> Any:

@@ -13,6 +13,8 @@ the fair queue dispatches them (colsum.fair_queue).
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -409,6 +411,17 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+def _resp(commands: tuple[tuple[str, ...], ...]) -> bytes:
+    """Commands of text arguments in Redis's wire format (RESP arrays of bulk strings)."""
+    out = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for argument in command:
+            data = argument.encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 @dataclass(frozen=True)
 class Held:
     """A claim refused: `executor` holds the task's lease for `lease_left` more seconds."""
@@ -445,6 +458,7 @@ class TaskStore:
         self.keys = Keys(prefix)
         self.record_ttl = record_ttl
         self.dispatch_window = dispatch_window
+        self._local = threading.local()  # _quickly's connections
         self._create = client.register_script(_CREATE)
         self._dispatch = client.register_script(_DISPATCH)
         self._discard = client.register_script(_DISCARD)
@@ -519,6 +533,40 @@ class TaskStore:
     def get(self, task_id: str, raw_result: bool = False) -> Task | None:
         """The task; with `raw_result`, its result as the JSON text stored (to be shown)."""
         return _task(self.redis.hgetall(self.keys.task(task_id)), raw_result)
+
+    @_translated
+    def show(self, task_id: str) -> Task | None:
+        """The task as GET /tasks/<id> shows it (its result as the stored JSON text), read
+        the quick way (`_quickly`)."""
+        (record,) = self._quickly(("HGETALL", self.keys.task(task_id)))
+        if isinstance(record, list):  # RESP2 answers a hash as a flat list
+            record = dict(zip(record[::2], record[1::2], strict=True))
+        return _task(record, raw_result=True)
+
+    def _quickly(self, *commands: tuple[str, ...]) -> list[Any]:
+        """The answers to `commands`, sent in one round trip on this thread's own connection,
+        without redis-py's per-call machinery (command objects, retries, the pool's
+        check-out and event hooks: half of a GET's own CPU under load). For the API's
+        hottest reads only: they give up at the first error, and the caller answers them
+        again the thorough way; the connection still checks its health as the pool's do."""
+        connection = self._own_connection()
+        try:
+            connection.send_packed_command([_resp(commands)])
+            return [connection.read_response() for _ in commands]
+        except BaseException:
+            connection.disconnect()  # half-read answers must not reach the next call
+            raise
+
+    def _own_connection(self) -> redis.connection.AbstractConnection:
+        """This thread's connection, taken from the pool once and kept (a few per gunicorn
+        worker); a forked process takes its own."""
+        mine = getattr(self._local, "connection", None)
+        if mine is None or mine[0] != os.getpid():
+            mine = self._local.connection = (
+                os.getpid(),
+                self.redis.connection_pool.get_connection(),
+            )
+        return mine[1]
 
     @_translated
     def page(
@@ -747,11 +795,12 @@ class TaskStore:
 
     @_translated
     def counts(self, client: str | None = None) -> dict[str, int]:
-        """Everyone's active tasks, or one client's."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self._index(TaskStatus.QUEUED, client))
-            pipe.zcard(self._index(TaskStatus.RUNNING, client))
-            queued, running = pipe.execute()
+        """Everyone's active tasks, or one client's; read the quick way (`_quickly`): it is
+        what dashboards and autoscalers poll."""
+        queued, running = self._quickly(
+            ("ZCARD", self._index(TaskStatus.QUEUED, client)),
+            ("ZCARD", self._index(TaskStatus.RUNNING, client)),
+        )
         return {"active": queued + running, "queued": queued, "running": running}
 
     @_translated

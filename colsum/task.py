@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import unicodedata
@@ -130,6 +131,17 @@ class TaskRequest(BaseModel):
         names = ("header", "delimiter", "callback_url", "priority", "op")
         options = {name: fields.pop(name) for name in names if name in fields}
         return cls.model_validate({"source": fields, **options})
+
+
+@functools.lru_cache(maxsize=4096)
+def _source(text: str) -> LocalSource | S3Source:
+    """A stored source, parsed once per process: sources are frozen, and the same few
+    are read over and over (every GET of a task parses its record)."""
+    return _source_adapter.validate_json(text)
+
+
+# A record's `header`, as jsoncodec.dumps wrote it.
+_HEADERS = {"null": None, "true": True, "false": False}
 
 
 def refuse_csv_options(op: str, given: Iterable[str]) -> None:
@@ -295,8 +307,8 @@ class Task:
         return cls(
             id=record["id"],
             status=TaskStatus(record["status"]),
-            source=_source_adapter.validate_json(record["source"]),
-            header=jsoncodec.loads(record.get("header", "null")),
+            source=_source(record["source"]),
+            header=_HEADERS[record.get("header", "null")],
             delimiter=record.get("delimiter", ","),
             client=record.get("client", ANONYMOUS),
             priority=record.get("priority", "normal"),

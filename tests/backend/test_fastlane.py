@@ -75,6 +75,25 @@ def test_tasks_in_every_state_read_the_same(app, client, store, status):
     assert both(app, client, f"/tasks/{task.id}")[0] == both(app, client, f"/tasks/{task.id}")[1]
 
 
+def test_names_beyond_ascii_read_the_same(app, client, store):
+    task = Task(source=LocalSource(path="données/été ✓.csv", filename="été ✓.csv"))
+    store.redis.hset(store.keys.task(task.id), mapping=task.to_redis())
+    fast, slow = both(app, client, f"/tasks/{task.id}")
+    assert fast == slow
+    assert "été ✓.csv" in fast[3].decode()
+
+
+def test_a_dropped_connection_of_the_fast_lane_costs_no_request(app, client, store):
+    task = put(store)
+    assert client.get(f"/tasks/{task.id}").status_code == 200  # the lane has its connection
+    found = app.extensions["colsum"].store
+    (lane_id,) = found._quickly(("CLIENT", "ID"))
+    store.redis.client_kill_filter(_id=lane_id)
+    for _ in range(2):  # Flask answers the first, over its own connections; the lane the next
+        assert client.get(f"/tasks/{task.id}").get_json()["id"] == task.id
+    assert found._quickly(("CLIENT", "ID")) != [lane_id]
+
+
 def test_the_fast_lane_answers_without_flask(app, client, store, monkeypatch):
     task = put(store)
     flask_unused(app, monkeypatch)
