@@ -140,7 +140,7 @@ def main() -> None:
         f"# The API under load: wrk -t2 -c{args.connections} -d{args.seconds}s,"
         f" {args.rounds} interleaved rounds, medians",
         "",
-        "| target | rps | p50 | p99 | x bare Flask | server CPU a request | bare Flask's CPU / it |",
+        "| target | rps | p50 | p99 | x bare Flask | server CPU a request | x bare Flask's CPU |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, runs in results.items():
