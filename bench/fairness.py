@@ -93,7 +93,7 @@ def span(tasks: list[dict]) -> float:
 def start(running: Stack) -> None:
     running.start_executor()
     running.start_executor()
-    time.sleep(2)  # both executors connected and registered
+    running.wait_for_executors()
 
 
 def idle(small: str) -> float:

@@ -73,6 +73,19 @@ class Stack:
     def start_executor(self, **env: str) -> None:
         self.executors.append(self._start("executor", **env))
 
+    def wait_for_executors(self) -> None:
+        """Until every executor started has registered: it has loaded its kernels and
+        consumes (seconds of CPU at start, which a measurement must not count)."""
+        token = self.env.get("ADMIN_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        for _ in range(600):
+            answer = requests.get(f"{self.api}/executors", headers=headers, timeout=10)
+            listed = answer.json()["executors"]
+            if len(listed) >= len(self.executors):
+                return
+            time.sleep(0.1)
+        raise SystemExit("the executors did not start")
+
     def stop_executors(self) -> None:
         for process in self.executors:
             process.terminate()

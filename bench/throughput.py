@@ -22,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 
 import pika
 import redis
@@ -36,26 +37,56 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def colsum(tasks: int, clients: int) -> tuple[float, list[float], float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its children have used so far."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        if pid in (int(stat.parent.name), int(fields[1])):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def server_pid(name: str) -> int | None:
+    """The pid of a local server (redis-server, RabbitMQ's beam.smp), if one runs here."""
+    found = subprocess.run(["pgrep", "-o", "-f", name], capture_output=True, text=True).stdout
+    return int(found) if found.strip() else None
+
+
+def colsum(tasks: int, clients: int) -> tuple[float, list[float], float, dict[str, float]]:
+    """tasks/s, latencies, POSTs/s, and the CPU microseconds a task cost each part."""
     DATA.mkdir(parents=True, exist_ok=True)
     (DATA / "tiny.csv").write_text("a,b,c,d,e,f,g,h,i,j\n" + "1,2,3,4,5,6,7,8,9,10\n" * 3)
     with stack(DATA, WEB_CONCURRENCY="4") as running:
         running.start_executor()
         running.start_executor()
-        time.sleep(2)  # let the executors connect
+        running.wait_for_executors()
+        parts = {
+            "backend": [running.backend.pid],
+            "executors": [process.pid for process in running.executors],
+            "Redis": [server_pid("redis-server")],
+            "RabbitMQ": [server_pid("beam.smp")],
+        }
+        parts = {name: [pid for pid in pids if pid] for name, pids in parts.items()}
+        before = {name: sum(map(cpu_seconds, pids)) for name, pids in parts.items()}
         started = time.perf_counter()
         post_all(running.api, tasks, clients)
         posting = time.perf_counter() - started
         while requests.get(f"{running.api}/tasks/active", timeout=10).json()["active"]:
             time.sleep(0.01)
         seconds = time.perf_counter() - started
+        used = {name: sum(map(cpu_seconds, pids)) - before[name] for name, pids in parts.items()}
         client = redis.Redis.from_url(running.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
         latencies = []
         keys = list(client.scan_iter(match=f"{running.name}:task:*", count=1000))
         for key in keys:
             created, finished = client.hmget(key, "created_at", "finished_at")
             latencies.append((stamp(finished) - stamp(created)) * 1000)
-    return len(keys) / seconds, latencies, len(keys) / posting
+    cost = {name: seconds * 1e6 / len(keys) for name, seconds in used.items() if parts[name]}
+    return len(keys) / seconds, latencies, len(keys) / posting, cost
 
 
 def post_all(api: str, tasks: int, clients: int) -> None:
@@ -139,7 +170,7 @@ def main() -> None:
     if args.consume:
         consume(args.consume[0])
         return
-    rate, latencies, posts = colsum(args.tasks, args.clients)
+    rate, latencies, posts, cost = colsum(args.tasks, args.clients)
     rows = {
         "bare pika loop (confirms, prefetch 1, ack, 1 Redis write)": bare_loop(args.tasks),
         "Colsum via HTTP (POST -> done)": (rate, latencies),
@@ -155,7 +186,18 @@ def main() -> None:
             f"| {path} | {rate:.0f} | {statistics.median(latencies):.1f} ms "
             f"| {percentile(latencies, 0.99):.1f} ms |"
         )
-    lines += ["", f"The backend alone accepted {posts:.0f} POST /tasks a second meanwhile."]
+    lines += [
+        "",
+        f"The backend alone accepted {posts:.0f} POST /tasks a second meanwhile.",
+        "",
+        "CPU time a Colsum task cost, by part (from /proc; Redis and RabbitMQ serve",
+        "nothing else during the run):",
+        "",
+        "| part | CPU a task |",
+        "| --- | --- |",
+        *(f"| {name} | {micros:,.0f} us |" for name, micros in cost.items()),
+        f"| all | {sum(cost.values()):,.0f} us |",
+    ]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     (ROOT / "bench" / "throughput.md").write_text(text)
