@@ -29,7 +29,6 @@ import signal
 import socket
 import threading
 import time
-from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +65,6 @@ BUSY_HEARTBEAT_INTERVAL = 1.0  # ... and of a busy one, so its current task show
 HEARTBEAT_TTL = EXECUTOR_TTL  # ...after which a silent one counts as gone
 PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
 STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
-QUICK_TASK = 0.1  # seconds a task is waited for before the watch (heartbeats, progress) begins
 
 
 class Outcome(enum.Enum):
@@ -264,9 +262,6 @@ class Worker:
         self._beat_quietly()
         started = time.monotonic()
         renewed = reported = started
-        # Most tasks of a busy queue are small and over long before RabbitMQ needs an
-        # answer: wait for them plainly, as pika's event loop costs more than they do.
-        futures.wait([self._in_hand], timeout=QUICK_TASK)
         # The task runs on its own thread so that this one keeps answering RabbitMQ's
         # heartbeats (a pika callback that blocks for a long file loses the connection),
         # renews the task's lease, reports its progress and notices a cancellation.
