@@ -232,21 +232,22 @@ def merge(opening: Opening, reports: list[PartReport]) -> Sums:
     return summing.merged(opening, [report.sums for report in reports if report.sums])
 
 
-def opening_to_record(opening: Opening) -> str:
-    """The header's lessons for the parts, as the split task's record keeps them."""
+def opening_to_record(opening: Opening, version: str | None) -> str:
+    """What the parts need to know of the header, and the file's version they must read,
+    as the split task's record keeps them."""
     layout = opening.layout
-    return jsoncodec.dumps(
-        {
-            "width": layout.width,
-            "delimiter": layout.delimiter,
-            "hint": layout.hint,
-            "names": opening.names,
-            "line": opening.line,
-        }
-    )
+    fields = {
+        "width": layout.width,
+        "delimiter": layout.delimiter,
+        "hint": layout.hint,
+        "names": opening.names,
+        "line": opening.line,
+        "version": version,
+    }
+    return jsoncodec.dumps(fields)
 
 
-def opening_from_record(text: str) -> Opening:
+def opening_from_record(text: str) -> tuple[Opening, str | None]:
     fields = jsoncodec.loads(text)
     layout = summing.Layout(fields["width"], fields["delimiter"], fields["hint"])
-    return Opening(layout, fields["names"], fields["line"], b"", False)
+    return Opening(layout, fields["names"], fields["line"], b"", False), fields["version"]
