@@ -4,6 +4,7 @@ from the test's queue and processed, as an executor would."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import Counter
 
@@ -12,7 +13,7 @@ import pytest
 from colsum import broker
 from colsum.errors import TransientError
 from colsum.store import part_id
-from colsum.task import LocalSource, Task, TaskStatus
+from colsum.task import LocalSource, S3Source, Task, TaskStatus
 from executor import parts, summing
 from executor.storage import LocalStorage, storages
 from executor.worker import Worker
@@ -25,8 +26,13 @@ def run(settings, store, channel, worker: Worker, task: Task, limit: int = 200) 
     """Create the task and process every message published until the queue is empty, as
     executors take them; the ids processed, in order."""
     store.create(task)
-    processed = [task.id]
     worker.process(task.id)
+    return [task.id, *run_published(settings, channel, worker, limit)]
+
+
+def run_published(settings, channel, worker: Worker, limit: int = 200) -> list[str]:
+    """Process the messages in the test's queue until it is empty; their ids, in order."""
+    processed = []
     for _ in range(limit):
         method, properties, body = channel.basic_get(settings.amqp_queue, auto_ack=True)
         if method is None:
@@ -247,3 +253,42 @@ def test_a_redelivered_part_finishes_a_merge_its_executor_did_not(settings, stor
     done = store.get(task.id)
     assert done.status is TaskStatus.DONE
     assert done.result == one_stream(path)
+
+
+def s3_worker(bucket, store) -> Worker:
+    settings = dataclasses.replace(bucket.settings, split_size=4096)
+    return Worker(settings, store, storages(settings))
+
+
+def test_an_s3_object_is_summed_in_parts_read_with_ranged_gets(bucket, store, channel, tmp_path):
+    path = tmp_path / "big.csv"
+    write_numbers(path, rows=1000, columns=40, seed=2)
+    bucket.upload("big.csv", path)
+    worker = s3_worker(bucket, store)
+    task = Task(source=S3Source(bucket=bucket.name, key="big.csv"))
+    processed = run(bucket.settings, store, channel, worker, task)
+    worker.splitter.close()
+    done = store.get(task.id)
+    assert done.status is TaskStatus.DONE
+    assert done.result == one_stream(path)
+    assert len(processed) == 1 + done.parts_total > 3
+
+
+def test_an_s3_object_replaced_between_parts_is_summed_again_as_one_stream(
+    bucket, store, channel, tmp_path
+):
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    write_numbers(old, rows=1000, columns=40, seed=3)
+    write_numbers(new, rows=1200, columns=40, seed=4)
+    bucket.upload("big.csv", old)
+    worker = s3_worker(bucket, store)
+    task = Task(source=S3Source(bucket=bucket.name, key="big.csv"))
+    store.create(task)
+    worker.process(task.id)  # split: the parts are to read the old object's ETag
+    bucket.upload("big.csv", new)
+    processed = run_published(bucket.settings, channel, worker)
+    worker.splitter.close()
+    done = store.get(task.id)
+    assert done.status is TaskStatus.DONE
+    assert done.result == one_stream(new)
+    assert processed[-1] == task.id
