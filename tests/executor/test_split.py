@@ -194,12 +194,18 @@ def test_a_part_whose_storage_keeps_failing_fails_its_task(settings, store, chan
     assert failed.error == "storage kept failing, gave up: the disk is away"
 
 
-@SPLIT
-def test_cancelling_a_split_task_cancels_its_parts(settings, store, channel, worker):
+def split_only(settings, store, worker: Worker) -> Task:
+    """A task of 1000 rows split by the worker, its parts published and not yet run."""
     write_numbers(settings.data_dir / "big.csv", rows=1000, columns=40)
     task = Task(source=LocalSource(path="big.csv"))
     store.create(task)
     worker.process(task.id)
+    return task
+
+
+@SPLIT
+def test_cancelling_a_split_task_cancels_its_parts(settings, store, channel, worker):
+    task = split_only(settings, store, worker)
     assert store.cancel(task.id) is TaskStatus.RUNNING
     first = broker.decode(channel.basic_get(settings.amqp_queue, auto_ack=True)[2])
     assert store.claim_part(first, worker.name, 30) is None
@@ -211,10 +217,7 @@ def test_cancelling_a_split_task_cancels_its_parts(settings, store, channel, wor
 
 @SPLIT
 def test_a_running_part_learns_of_its_tasks_cancellation_from_its_progress(settings, store, worker):
-    write_numbers(settings.data_dir / "big.csv", rows=1000, columns=40)
-    task = Task(source=LocalSource(path="big.csv"))
-    store.create(task)
-    worker.process(task.id)
+    task = split_only(settings, store, worker)
     first = part_id(task.id, 0)
     assert isinstance(store.claim_part(first, worker.name, 30), tuple)
     assert store.progress(first, worker.name, bytes_read=100, rows_read=3) is TaskStatus.RUNNING
@@ -226,10 +229,7 @@ def test_a_running_part_learns_of_its_tasks_cancellation_from_its_progress(setti
 
 @SPLIT
 def test_a_part_whose_executor_vanished_is_published_again_by_the_sweep(settings, store, worker):
-    write_numbers(settings.data_dir / "big.csv", rows=1000, columns=40)
-    task = Task(source=LocalSource(path="big.csv"))
-    store.create(task)
-    worker.process(task.id)
+    task = split_only(settings, store, worker)
     first = part_id(task.id, 0)
     store.claim_part(first, "gone:1", lease=0.05)
     assert store.abandoned_parts(grace=60) == []  # its lease lasts
