@@ -4,18 +4,20 @@
 
 The file holds `--rows` rows x 40 columns: bench/engines.py's plain file of a tenth of them
 repeated ten times (generated once into bench/data/: a tenth takes minutes to write).
-Three stacks of their own (bench/stack.py) run side by side, every executor with
-EXECUTOR_THREADS=1: one executor with SPLIT_SIZE=0 (one stream), one executor with the
-default SPLIT_SIZE (parts, one after the other), and two executors with the default
-SPLIT_SIZE (parts, side by side). Each round times POST -> done once on each, interleaved,
-so that all see the same machine; prints a table of medians and the issue's goal as a
-same-run ratio (two executors <= 0.6x one), and saves it to bench/split.md.
+Three stacks of their own (bench/stack.py) run side by side, every executor limited to one
+core (EXECUTOR_THREADS=1, and pinned to a CPU of its own, its reading thread too): one
+executor with SPLIT_SIZE=0 (one stream), one executor with the default SPLIT_SIZE (parts,
+one after the other), and two executors with the default SPLIT_SIZE (parts, side by side).
+Each round times POST -> done once on each, interleaved, so that all see the same machine;
+prints a table of medians and the issue's goal as a same-run ratio (two executors <= 0.6x
+one), and saves it to bench/split.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from stack import ROOT, stack
 from colsum.settings import Settings
 
 RESULTS = ROOT / "bench" / "split.md"
+CPUS = os.cpu_count() or 1
 SPLIT_SIZE = Settings().split_size
 # name: (executors, SPLIT_SIZE)
 SETUPS = {
@@ -58,8 +61,8 @@ def main() -> None:
         for name, (executors, split_size) in SETUPS.items():
             env = {"EXECUTOR_THREADS": "1", "SPLIT_SIZE": str(split_size), "WEB_CONCURRENCY": "1"}
             running[name] = stacks.enter_context(stack(DATA, **env))
-            for _ in range(executors):
-                running[name].start_executor()
+            for cpu in range(executors):
+                running[name].start_executor({cpu % CPUS})
             for _ in range(executors):
                 running[name].post_to_done({"storage": "local", "path": warm.name})
         for run in range(args.runs):
@@ -75,7 +78,8 @@ def main() -> None:
         "# One file split across executors (issue 16, part 1), measured in one run",
         "",
         f"{plain.name} ({mb(plain):.0f} MB), local storage, every executor with"
-        f" EXECUTOR_THREADS=1; POST -> done, median of {args.runs} runs.",
+        f" EXECUTOR_THREADS=1 and pinned to one CPU of {CPUS} (the first executor of each"
+        f" setup to CPU 0, the second to CPU 1); POST -> done, median of {args.runs} runs.",
         "",
         "| setup | parts | median s | min s | max s | MB/s |",
         "| --- | --- | --- | --- | --- | --- |",
