@@ -98,7 +98,8 @@ class LocalFile:
         """Read only this version (`version` of an earlier reader): a part of a split task
         must see the file its first part saw."""
         if version is not None:
-            self._version = tuple(int(field) for field in version.split(":"))  # type: ignore[assignment]
+            inode, size, mtime = (int(field) for field in version.split(":"))
+            self._version = (inode, size, mtime)
 
     def check(self, real: Path) -> None:
         """Refuse a file that really is outside the root, or another client's upload."""
