@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.conftest import wait_for
 from tests.csvfiles import write_numbers
@@ -15,9 +16,12 @@ SPLIT = {"SPLIT_SIZE": str(256 << 10), "EXECUTOR_THREADS": "1"}
 
 
 def two_executors(services, **env: str) -> str:
+    """The API's URL once both executors consume (else one could take every part)."""
     url = services.backend()
     services.executor(**SPLIT, **env)
     services.executor(**SPLIT, **env)
+    live = lambda: len(requests.get(f"{url}/executors", timeout=5).json()["executors"]) == 2  # noqa: E731
+    wait_for(live, timeout=60)
     return url
 
 
