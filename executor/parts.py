@@ -7,29 +7,75 @@ before the split (executor/split.py), and the parts share its layout.
 
 A line is not a record: a quoted field may hold newlines, and a part that starts inside
 one reads garbage. No part can tell alone, so each counts the quotes of its range (and of
-the bytes it skipped): the merge knows from them where every part started. If any started
-inside quotes, the task is summed again as one stream; otherwise the sums and row counts
-add up exactly to the unsplit ones, and the first part's error (in file order) is the
-file's first error, its line counted from the lines of the parts before it.
+the bytes it skipped): the merge knows from them where every part started. The parity of
+the quotes before a byte tells whether it is inside quotes only where every quote follows
+RFC 4180 (opening a field, closing it, or doubled inside it): a quote inside an unquoted
+field (`a"b`) is a character to the csv module, yet flips the parity. So each part also
+follows the quoting of its lines from their start and reports such a stray quote. Going
+through the parts in file order, the first that started inside quotes or holds a stray
+quote has the task summed again as one stream (the parts before it started where the
+parity says); the first with an error gives the file's first error, its line counted from
+the lines of the parts before it (unless the part after it started inside quotes: its
+last record may have gone on there). Otherwise the sums and row counts add up exactly to
+those of one stream.
 """
 
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO
 
+import numpy as np
+from numba import njit
+
 from colsum import jsoncodec
-from colsum.errors import InvalidCSV
+from colsum.errors import InvalidCSV, InvalidNumbers, PermanentError
 from executor import fastsum, summing
+from executor.evens import EvenPart, EvenSums
 from executor.summing import Opening, PartSums, Sums
 
+# What a part's lines sum to: a CSV's sums, or a file of integers'.
+Summed = PartSums | EvenPart
 QUOTE = ord('"')
 NEWLINE = b"\n"
 SKIP_READ = 64 << 10
+# Where the quoting of a part's lines stands: at a field's start, in an unquoted field, in
+# a quoted one, just after a quote in a quoted one (closing it, or the first of two); STRAY
+# once a quote broke RFC 4180.
+FIELD, UNQUOTED, QUOTED, QUOTE_IN_QUOTED, STRAY = range(5)
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def _quoting(buf, n, delimiter, state):
+    """The quoting state after buf[:n] from `state` (see FIELD): a byte at a time, for the
+    pieces that hold quotes."""
+    for i in range(n):
+        c = buf[i]
+        if state == QUOTED:
+            if c == 34:
+                state = QUOTE_IN_QUOTED
+        elif state == QUOTE_IN_QUOTED:
+            if c == 34:
+                state = QUOTED
+            elif c == delimiter or c == 10:
+                state = FIELD
+            elif c == 13:
+                state = UNQUOTED
+            else:
+                return STRAY  # text after a closing quote
+        elif state == FIELD:
+            if c == 34:
+                state = QUOTED
+            elif c != delimiter and c != 10:
+                state = UNQUOTED
+        elif c == 34:
+            return STRAY  # a quote inside an unquoted field
+        elif c == delimiter or c == 10:
+            state = FIELD
+    return state
 
 
 def plan(start: int, size: int, split_size: int) -> list[tuple[int, int]]:
@@ -51,8 +97,13 @@ class PartReader(io.RawIOBase):
     `start - 1` for the others: the byte before tells whether a line starts at `start`.
     After an error, `drain` reads what is left of the range, for its quotes."""
 
-    def __init__(self, stream: BinaryIO, start: int, end: int, first: bool) -> None:
+    def __init__(
+        self, stream: BinaryIO, start: int, end: int, first: bool, delimiter: str | None = None
+    ) -> None:
+        """`delimiter`: a CSV's, to follow the quoting of the lines handed out (`stray`)."""
         self.stream = stream
+        self._delimiter = ord(delimiter) if delimiter is not None else None
+        self._quoting = FIELD
         self.start, self.end = start, end
         self._at = start if first else start - 1  # offset of the stream's next byte
         self.line_start: int | None = start if first else None
@@ -63,6 +114,11 @@ class PartReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    @property
+    def stray(self) -> bool:
+        """A quote in the lines handed out broke RFC 4180, as if they began outside quotes."""
+        return self._quoting == STRAY
 
     @property
     def empty(self) -> bool:
@@ -92,7 +148,20 @@ class PartReader(io.RawIOBase):
                 count = max(0, self.end - 1 - first) + newline + 1
                 self._done = True
                 self._pending = b""
+        if self._delimiter is not None and self._quoting != STRAY:
+            self._follow_quoting(memoryview(buffer)[:count])
         return count
+
+    def _follow_quoting(self, piece: memoryview) -> None:
+        """Byte by byte only where there are quotes: elsewhere the last byte tells."""
+        state = self._quoting
+        if not len(piece):
+            return
+        if state == QUOTE_IN_QUOTED or fastsum.count_byte(piece, QUOTE, len(piece)):
+            state = _quoting(np.frombuffer(piece, np.uint8), len(piece), self._delimiter, state)
+        elif state != QUOTED:  # no quote: a field starts after the last byte, or goes on
+            state = FIELD if piece[-1] in (self._delimiter, 10) else UNQUOTED
+        self._quoting = state
 
     def _read(self, buffer: Any) -> int:
         """Read from the stream, counting the quotes of the bytes inside the range."""
@@ -149,18 +218,13 @@ class Counting(io.RawIOBase):
         return count
 
 
-def sum_range(
-    reader: PartReader,
-    layout: summing.Layout,
-    cancel: threading.Event | None = None,
-    on_rows: Callable[[int], None] | None = None,
-    threads: int | None = None,
-) -> PartReport:
-    """A part's report: its sums, or the error in its lines, which only the merge can
-    tell real (the part may have started inside quotes)."""
+def sum_range(reader: PartReader, sum_lines: Callable[[PartReader], Summed]) -> PartReport:
+    """A part's report: what `sum_lines` made of its lines (summing.sum_part for a CSV,
+    evens.sum_part for integers), or their error, which only the merge can tell real (the
+    part may have started inside quotes)."""
     try:
-        sums = summing.sum_part(reader, layout, cancel, on_rows, threads)
-    except InvalidCSV as error:
+        sums = sum_lines(reader)
+    except (InvalidCSV, InvalidNumbers) as error:
         reader.drain()
         return PartReport.of(reader, error=str(error))
     return PartReport.of(reader, sums)
@@ -173,41 +237,52 @@ class PartReport:
     quotes: int  # parity of the quotes in its range
     skipped_quotes: int  # ... in the bytes it skipped before its first line
     empty: bool  # no line starts in it
-    sums: PartSums | None = None
+    sums: Summed | None = None
     error: str | None = None  # naming the line counted from the part's first
+    stray: bool = False  # a quote in its lines broke RFC 4180 (see the module docstring)
 
     @classmethod
     def of(
-        cls, reader: PartReader, sums: PartSums | None = None, error: str | None = None
+        cls, reader: PartReader, sums: Summed | None = None, error: str | None = None
     ) -> PartReport:
-        return cls(reader.quotes % 2, reader.skipped_quotes % 2, reader.empty, sums, error)
+        quotes, skipped = reader.quotes % 2, reader.skipped_quotes % 2
+        return cls(quotes, skipped, reader.empty, sums, error, reader.stray)
 
     def to_record(self) -> dict[str, str]:
         record = {
             "quotes": str(self.quotes),
             "skipped_quotes": str(self.skipped_quotes),
             "empty": str(int(self.empty)),
+            "stray": str(int(self.stray)),
         }
         if self.error is not None:
             record["error"] = self.error
-        if self.sums is not None:
+        if isinstance(self.sums, PartSums):
             record["rows"] = str(self.sums.rows)
-            record["lines"] = str(self.sums.lines)
             record["sums"] = jsoncodec.dumps([str(total) for total in self.sums.sums])
-        return record
+        elif isinstance(self.sums, EvenPart):
+            found = self.sums.sums
+            record |= {"count": found.count, "even_count": found.even_count, "sum": found.sum}
+        if self.sums is not None:
+            record["lines"] = str(self.sums.lines)
+        return {name: str(value) for name, value in record.items()}
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> PartReport:
-        sums = None
+        sums: Summed | None = None
         if "sums" in record:
             totals = [Decimal(total) for total in jsoncodec.loads(record["sums"])]
             sums = PartSums(int(record["rows"]), int(record["lines"]), totals)
+        elif "even_count" in record:
+            found = EvenSums(int(record["count"]), int(record["even_count"]), int(record["sum"]))
+            sums = EvenPart(found, int(record["lines"]))
         return cls(
             int(record["quotes"]),
             int(record["skipped_quotes"]),
             record["empty"] == "1",
             sums,
             record.get("error"),
+            record["stray"] == "1",
         )
 
 
@@ -216,25 +291,52 @@ class SumAgain(Exception):
 
 
 def merge(opening: Opening, reports: list[PartReport]) -> Sums:
-    """The file's sums from its parts' reports, in file order; InvalidCSV for the file's
+    """A CSV's sums from its parts' reports, in file order; InvalidCSV for the file's
     first error, SumAgain if a part started inside quotes (its lines were not records)."""
-    inside = 0  # the quotes before a part's range, mod 2
+    inside, starts = 0, []  # the quotes before a part's range, mod 2; where parts start
     for report in reports:
-        if not report.empty and (inside + report.skipped_quotes) % 2:
-            raise SumAgain("a part started inside a quoted field")
+        starts.append(not report.empty and (inside + report.skipped_quotes) % 2 == 1)
         inside += report.quotes
-    lines = opening.line - 1  # before the part's first line
+    for index, report in enumerate(reports):
+        if starts[index]:
+            raise SumAgain("a part started inside a quoted field")
+        if report.stray:
+            raise SumAgain("a quote inside an unquoted field")
+        if report.error is not None:
+            following = [k for k in range(index + 1, len(reports)) if not reports[k].empty]
+            if following and starts[following[0]]:  # its last record may go on there
+                raise SumAgain("the part after an error started inside a quoted field")
+            break
+    found = _in_order(reports, opening.line, InvalidCSV)
+    return summing.merged(opening, [sums for sums in found if isinstance(sums, PartSums)])
+
+
+def merge_evens(reports: list[PartReport]) -> EvenSums:
+    """A file of integers' sums from its parts' reports, in file order; InvalidNumbers for
+    its first error. No quotes: a token never holds a newline."""
+    found = [sums.sums for sums in _in_order(reports, 1, InvalidNumbers)]
+    count, evens = sum(f.count for f in found), sum(f.even_count for f in found)
+    return EvenSums(count, evens, sum(f.sum for f in found))
+
+
+def _in_order(
+    reports: list[PartReport], first_line: int, error: type[PermanentError]
+) -> list[Summed]:
+    """The parts' sums; the first error in the file, its line counted in the file."""
+    lines = first_line - 1  # before the part's first line
     for report in reports:
         if report.error is not None:
-            raise InvalidCSV(summing.renumbered(report.error, lines))
+            raise error(summing.renumbered(report.error, lines))
         if report.sums is not None:
             lines += report.sums.lines
-    return summing.merged(opening, [report.sums for report in reports if report.sums])
+    return [report.sums for report in reports if report.sums is not None]
 
 
-def opening_to_record(opening: Opening, version: str | None) -> str:
-    """What the parts need to know of the header, and the file's version they must read,
-    as the split task's record keeps them."""
+def opening_to_record(opening: Opening | None, version: str | None) -> str:
+    """What the parts need to know of the header (None: a file of integers has none), and
+    the file's version they must read, as the split task's record keeps them."""
+    if opening is None:
+        return jsoncodec.dumps({"version": version})
     layout = opening.layout
     fields = {
         "width": layout.width,
@@ -247,7 +349,9 @@ def opening_to_record(opening: Opening, version: str | None) -> str:
     return jsoncodec.dumps(fields)
 
 
-def opening_from_record(text: str) -> tuple[Opening, str | None]:
+def opening_from_record(text: str) -> tuple[Opening | None, str | None]:
     fields = jsoncodec.loads(text)
+    if "width" not in fields:
+        return None, fields["version"]
     layout = summing.Layout(fields["width"], fields["delimiter"], fields["hint"])
     return Opening(layout, fields["names"], fields["line"], b"", False), fields["version"]

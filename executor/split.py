@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from colsum import fair_queue
@@ -27,6 +28,7 @@ from colsum.broker import Publisher, Topology
 from colsum.errors import (
     BrokerUnavailable,
     InvalidCSV,
+    InvalidNumbers,
     PermanentError,
     SourceChanged,
     TaskInterrupted,
@@ -35,7 +37,7 @@ from colsum.errors import (
 from colsum.settings import Settings
 from colsum.store import TaskStore, owner, part_of
 from colsum.task import Task
-from executor import parts, summing
+from executor import evens, parts, summing
 from executor.storage import ReadStats, Storage
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class Splitter:
 
     def wants(self, task: Task) -> bool:
         """Whether the task is to be split if its file is big enough."""
-        return self.settings.split_size > 0 and task.op == "sum_columns" and not task.unsplit
+        return self.settings.split_size > 0 and not task.unsplit
 
     def sum_or_split(
         self, task: Task, stream: Any, stats: ReadStats, cancel: threading.Event | None
@@ -64,14 +66,21 @@ class Splitter:
         """The task's result if its file is summed here, in one stream; None once it is
         split, its parts published (TaskInterrupted if it was no longer ours to split)."""
         counted = parts.Counting(stream)
-        opening = summing.open_csv(counted, task.header, task.delimiter, cancel)
-        if opening is None:
-            return summing.Sums(rows=0, columns=[]).to_result()
-        start = counted.count - len(opening.rest)
+        threads = self.settings.executor_threads or None
+        if task.op == "sum_even":  # no header: the first read tells the size
+            opening, first = None, counted.read(summing.FIRST_READ)
+            start, whole = 0, len(first) < summing.FIRST_READ
+        else:
+            opening = summing.open_csv(counted, task.header, task.delimiter, cancel)
+            if opening is None:
+                return summing.Sums(rows=0, columns=[]).to_result()
+            start, whole = counted.count - len(opening.rest), opening.whole
         size = stats.bytes_total or 0
-        ranges = [] if opening.whole else parts.plan(start, size, self.settings.split_size)
+        ranges = [] if whole else parts.plan(start, size, self.settings.split_size)
         if len(ranges) < 2:
-            threads = self.settings.executor_threads or None
+            if opening is None:
+                found = evens.sum_even(counted, cancel, stats.count_rows, threads, first)
+                return found.to_result()
             sums = summing.sum_opened(counted, opening, cancel, stats.count_rows, threads)
             return sums.to_result()
         split = parts.opening_to_record(opening, stats.version)
@@ -117,9 +126,9 @@ class Splitter:
                 offset=start if first else start - 1,
                 version=version,
             ) as stream:
-                reader = parts.PartReader(stream, start, end, first)
-                threads = self.settings.executor_threads or None
-                report = parts.sum_range(reader, opening.layout, cancel, stats.count_rows, threads)
+                delimiter = opening.layout.delimiter if opening else None
+                reader = parts.PartReader(stream, start, end, first, delimiter)
+                report = parts.sum_range(reader, self._summer(opening, stats, cancel))
         except TaskInterrupted:
             log.info("%s: interrupted", label)
             return
@@ -140,6 +149,17 @@ class Splitter:
         if last:
             self.merge(task_id)
 
+    def _summer(
+        self, opening: summing.Opening | None, stats: ReadStats, cancel: threading.Event | None
+    ) -> Callable[[parts.PartReader], parts.Summed]:
+        """How a part's lines are summed: as a CSV laid out as its header says, or as a
+        file of integers (no header)."""
+        threads = self.settings.executor_threads or None
+        if opening is None:
+            return lambda lines: evens.sum_part(lines, cancel, stats.count_rows, threads)
+        layout = opening.layout
+        return lambda lines: summing.sum_part(lines, layout, cancel, stats.count_rows, threads)
+
     def merge(self, task_id: str) -> None:
         """Finish a split task from its parts' outcomes, if all are in (see the module
         docstring); what another executor merged already stays as it is."""
@@ -149,17 +169,23 @@ class Splitter:
         if any(part.get("status") not in ("done", "failed") for part in records):
             return
         opening, _ = parts.opening_from_record(record["split"])
+        reports = [parts.PartReport.from_record(part) for part in records]
         try:
-            sums = parts.merge(opening, [parts.PartReport.from_record(r) for r in records])
+            if opening is None:
+                found = parts.merge_evens(reports)
+                result, rows = found.to_result(), found.count
+            else:
+                sums = parts.merge(opening, reports)
+                result, rows = sums.to_result(), sums.rows
         except parts.SumAgain as why:
             self._sum_again(task_id, str(why))
             return
-        except InvalidCSV as error:
+        except (InvalidCSV, InvalidNumbers) as error:
             if self.store.fail(task_id, str(error)):
                 log.info("task %s: failed: %s", task_id, error)
             return
-        if self.store.complete(task_id, sums.to_result(), rows_read=sums.rows):
-            log.info("task %s: done, %d rows in %d parts", task_id, sums.rows, len(records))
+        if self.store.complete(task_id, result, rows_read=rows):
+            log.info("task %s: done, %d rows in %d parts", task_id, rows, len(records))
 
     def _sum_again(self, task_id: str, why: str) -> None:
         if self.store.unsplit(task_id):

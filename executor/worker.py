@@ -542,11 +542,11 @@ class Worker:
             task.source, stats, f"task {task.id}", cancel, client=task.client
         ) as stream:
             threads = self.settings.executor_threads or None
+            if self.splitter.wants(task):
+                return self.splitter.sum_or_split(task, stream, stats, cancel)
             if task.op == "sum_even":
                 found = evens.sum_even(stream, cancel, stats.count_rows, threads)
                 return found.to_result()
-            if self.splitter.wants(task):
-                return self.splitter.sum_or_split(task, stream, stats, cancel)
             sums = summing.sum_columns(
                 stream, task.header, task.delimiter, cancel, stats.count_rows, threads
             )
