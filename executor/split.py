@@ -1,19 +1,21 @@
 """One big file summed by many executors: a task over SPLIT_SIZE bytes becomes parts.
 
-The executor that takes such a task reads its header once (summing.open_csv), records the
-parts, byte ranges of the data (executor/parts.py), in Redis (colsum/store.py) and
-publishes them to the tasks' queue: any executor takes any part, with a lease, progress,
-cancel and redelivery as for a task. The parts go straight to the queue, not through the
-fair queue: the task was dispatched once, as a whole. A part id waits in the outbox until
-RabbitMQ confirmed it, so the sweeper publishes one whose publisher died in between.
+The executor that takes such a task reads a CSV's header once (summing.open_csv; a file of
+integers has none), records the parts, byte ranges of the data (executor/parts.py), in
+Redis (colsum/store.py) and publishes them to the tasks' queue: any executor takes any
+part, with a lease, progress, cancel and redelivery as for a task. The parts go straight
+to the queue, not through the fair queue: the task was dispatched once, as a whole. A part
+id waits in the outbox until RabbitMQ confirmed it, so the sweeper publishes one whose
+publisher died in between.
 
 Each part records its sums or its error and its quote counts; the one whose outcome comes
 last (the store says which, atomically) merges them and finishes the task, once: done with
-the exact sums, failed with the file's first error, or, if a part started inside quotes,
-marked to be summed again as one stream, which the next executor to take it does. A part
-whose storage keeps failing goes back to the queue alone, up to DELIVERY_LIMIT times; a
-changed file (another ETag, another inode, size or mtime) has the task summed again as
-one stream, as the unsplit path reads a changed file again from the start.
+the exact sums, failed with the file's first error, or, if the parts cannot tell where
+records start (executor/parts.py), marked to be summed again as one stream, which the next
+executor to take it does. A part whose storage keeps failing goes back to the queue alone,
+up to DELIVERY_LIMIT times; a changed file (another ETag, another inode, size or mtime)
+has the task summed again as one stream, as the unsplit path reads a changed file again
+from the start.
 """
 
 from __future__ import annotations

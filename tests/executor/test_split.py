@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import random
 from collections import Counter
 
 import pytest
@@ -292,3 +293,39 @@ def test_an_s3_object_replaced_between_parts_is_summed_again_as_one_stream(
     assert done.status is TaskStatus.DONE
     assert done.result == one_stream(new)
     assert processed[-1] == task.id
+
+
+def integers_file(path, lines: int, bad_line: int | None = None) -> list[int]:
+    """Lines of seven integers of up to 31 digits (over 64 KiB: split at 4 KiB), the
+    line `bad_line` with a token that is not one; the integers."""
+    rnd = random.Random(lines)
+    numbers = [rnd.randint(-(10**30), 10**30) for _ in range(7 * lines)]
+    text = [" ".join(map(str, numbers[i : i + 7])) for i in range(0, len(numbers), 7)]
+    if bad_line is not None:
+        text[bad_line - 1] += " 12x"
+    path.write_text("\n".join(text) + "\n")
+    return numbers
+
+
+@SPLIT
+def test_a_big_file_of_integers_is_summed_in_parts(settings, store, channel, worker):
+    numbers = integers_file(settings.data_dir / "ints.txt", lines=2000)
+    task = Task(source=LocalSource(path="ints.txt"), op="sum_even")
+    run(settings, store, channel, worker, task)
+    done = store.get(task.id)
+    assert done.status is TaskStatus.DONE
+    even = [n for n in numbers if n % 2 == 0]
+    assert done.result == {"count": len(numbers), "even_count": len(even), "sum": sum(even)}
+    assert done.parts_total > 10 and done.rows_read == len(numbers)
+
+
+@SPLIT
+def test_a_bad_token_in_a_later_part_of_a_file_of_integers_names_the_files_line(
+    settings, store, channel, worker
+):
+    integers_file(settings.data_dir / "ints.txt", lines=2000, bad_line=1789)
+    task = Task(source=LocalSource(path="ints.txt"), op="sum_even")
+    run(settings, store, channel, worker, task)
+    failed = store.get(task.id)
+    assert failed.error == "line 1789: '12x' is not an integer"
+    assert failed.parts_failed == 1
