@@ -355,3 +355,8 @@ def opening_from_record(text: str) -> tuple[Opening | None, str | None]:
         return None, fields["version"]
     layout = summing.Layout(fields["width"], fields["delimiter"], fields["hint"])
     return Opening(layout, fields["names"], fields["line"], b"", False), fields["version"]
+
+
+def warm() -> None:
+    """Compile the quoting scan, or load it from numba's cache, before a part needs it."""
+    _quoting(np.frombuffer(b'"a""b",c\n', np.uint8), 9, ord(","), FIELD)
