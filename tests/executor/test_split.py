@@ -329,3 +329,14 @@ def test_a_bad_token_in_a_later_part_of_a_file_of_integers_names_the_files_line(
     failed = store.get(task.id)
     assert failed.error == "line 1789: '12x' is not an integer"
     assert failed.parts_failed == 1
+
+
+@SPLIT
+def test_a_part_that_stops_its_executor_each_time_fails_its_task(settings, store, worker):
+    """RabbitMQ dead-letters its message; the executor that gets the dead letter fails it
+    (Worker._on_dead_letter), as a task's: a part's failure is its task's."""
+    task = split_only(settings, store, worker)
+    reason = "gave up after 6 deliveries: the task stopped its executor each time"
+    assert store.fail(part_id(task.id, 1), reason)
+    failed = store.get(task.id)
+    assert (failed.status, failed.error) == (TaskStatus.FAILED, reason)
