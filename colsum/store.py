@@ -422,12 +422,13 @@ return dropped
 # once it is to be summed again as one stream, `unsplit`. Each part has a hash
 # `part:<task>:<index>` (status queued, running, done or failed; start, end, first) and a
 # lease like a task's. A part counts into its task's bytes_read and rows_read what it
-# reported beyond its last report, so a part run again takes back what it had counted.
+# reported beyond its last report, so a part run again takes back the bytes and rows it
+# had counted, and adds the attempts and resumes its reads cost again.
 
 # KEYS: task. ARGV: id, prefix, executor, now (unix s), seconds to keep the parts, split,
-# bytes_total, bytes_read, then start, end of each part. Splits a running task its caller
-# holds, once; the part ids, put in the outbox, to be published; false if not the
-# caller's to split.
+# bytes_total, bytes_read, attempts, resumes, then start, end of each part. Splits a
+# running task its caller holds, once; the part ids, put in the outbox, to be published;
+# false if not the caller's to split.
 _SPLIT = """
 local task, id, prefix, executor = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local fields = redis.call('HMGET', task, 'status', 'executor', 'parts_total')
@@ -435,17 +436,17 @@ if fields[1] ~= 'running' or fields[2] ~= executor or fields[3] then return fals
 local lease = prefix .. 'lease:' .. id
 local holder = redis.call('GET', lease)
 if holder and holder ~= executor then return false end
-local total = (#ARGV - 8) / 2
+local total = (#ARGV - 10) / 2
 redis.call('HSET', task, 'split', ARGV[6], 'parts_total', total, 'parts_done', 0,
            'parts_failed', 0, 'parts_executors', '', 'bytes_total', ARGV[7],
-           'bytes_read', ARGV[8], 'rows_read', 0)
+           'bytes_read', ARGV[8], 'rows_read', 0, 'attempts', ARGV[9], 'resumes', ARGV[10])
 local ids = {}
 for k = 0, total - 1 do
   local part_id = id .. ':' .. k
   local part = prefix .. 'part:' .. part_id
   redis.call('DEL', part)
-  redis.call('HSET', part, 'status', 'queued', 'start', ARGV[9 + 2 * k],
-             'end', ARGV[10 + 2 * k], 'first', k == 0 and 1 or 0)
+  redis.call('HSET', part, 'status', 'queued', 'start', ARGV[11 + 2 * k],
+             'end', ARGV[12 + 2 * k], 'first', k == 0 and 1 or 0)
   redis.call('EXPIRE', part, ARGV[5])
   redis.call('ZADD', prefix .. 'outbox', ARGV[4], part_id)
   redis.call('ZADD', prefix .. 'parts', ARGV[4], part_id)
@@ -471,14 +472,18 @@ local function holds(part, lease, executor)
   return not holder or holder == executor
 end
 
-local function account(part, task, bytes, rows)
+-- `read`: bytes_read, rows_read, attempts, resumes as ARGV strings, from `at` on.
+local function account(part, task, at)
   local range = redis.call('HMGET', part, 'start', 'end')
   local span = tonumber(range[2]) - tonumber(range[1])
-  bytes = math.min(tonumber(bytes), span)
-  local before = redis.call('HMGET', part, 'bytes_read', 'rows_read')
-  redis.call('HINCRBY', task, 'bytes_read', bytes - tonumber(before[1] or '0'))
-  redis.call('HINCRBY', task, 'rows_read', tonumber(rows) - tonumber(before[2] or '0'))
-  redis.call('HSET', part, 'bytes_read', bytes, 'rows_read', rows)
+  local names = {'bytes_read', 'rows_read', 'attempts', 'resumes'}
+  local before = redis.call('HMGET', part, unpack(names))
+  for i, name in ipairs(names) do
+    local now = tonumber(ARGV[at + i - 1])
+    if name == 'bytes_read' then now = math.min(now, span) end
+    redis.call('HINCRBY', task, name, now - tonumber(before[i] or '0'))
+    redis.call('HSET', part, name, now)
+  end
 end
 """
 
@@ -495,7 +500,8 @@ if status == 'done' or status == 'failed' then return 'finished' end
 local lease = ARGV[4] .. 'lease:' .. ARGV[1]
 local holder = redis.call('GET', lease)
 if holder and holder ~= ARGV[2] then return {'held', holder, redis.call('PTTL', lease)} end
-redis.call('HSET', KEYS[1], 'status', 'running', 'executor', ARGV[2])
+-- A new run's reads cost attempts anew; its bytes and rows replace the last run's.
+redis.call('HSET', KEYS[1], 'status', 'running', 'executor', ARGV[2], 'attempts', 0, 'resumes', 0)
 redis.call('HDEL', KEYS[1], 'republished_at')
 redis.call('SET', lease, ARGV[2], 'PX', ARGV[3])
 redis.call('ZREM', ARGV[4] .. 'outbox', ARGV[1])
@@ -507,7 +513,8 @@ return {'claimed', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]
 """
 )
 
-# KEYS: part, task. ARGV: executor, bytes read, rows read. As _PROGRESS for a part: the
+# KEYS: part, task. ARGV: executor, bytes read, rows read, attempts, resumes. As
+# _PROGRESS for a part: the
 # task's status (a cancelled task's parts stop), or 'lost'.
 _PART_PROGRESS = (
     _LUA_PARTS
@@ -515,23 +522,23 @@ _PART_PROGRESS = (
 local status = split_status(KEYS[2])
 if status ~= 'running' then return status end
 if redis.call('HGET', KEYS[1], 'executor') ~= ARGV[1] then return 'lost' end
-account(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
+account(KEYS[1], KEYS[2], 2)
 return status
 """
 )
 
 # KEYS: part, task. ARGV: part id, executor, status (done or failed), prefix, bytes read,
-# rows read, then field, value, ... Records a part's outcome, once, by its holder while
-# its task runs its parts: 'last' when every part has one now (the caller merges), else
-# 'more'; false if nothing changed.
+# rows read, attempts, resumes, then field, value, ... Records a part's outcome, once, by
+# its holder while its task runs its parts: 'last' when every part has one now (the
+# caller merges), else 'more'; false if nothing changed.
 _FINISH_PART = (
     _LUA_PARTS
     + """
 if split_status(KEYS[2]) ~= 'running' then return false end
 local lease = ARGV[4] .. 'lease:' .. ARGV[1]
 if not holds(KEYS[1], lease, ARGV[2]) then return false end
-account(KEYS[1], KEYS[2], ARGV[5], ARGV[6])
-redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 7))
+account(KEYS[1], KEYS[2], 5)
+redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 9))
 redis.call('DEL', lease)
 redis.call('ZREM', ARGV[4] .. 'parts', ARGV[1])
 redis.call('HINCRBY', KEYS[2], ARGV[3] == 'done' and 'parts_done' or 'parts_failed', 1)
@@ -634,6 +641,11 @@ class Held:
 
     executor: str
     lease_left: float
+
+
+def _read(fields: dict[str, int]) -> list[int]:
+    """What a part's reads cost, as the part scripts take it (ReadStats.to_record)."""
+    return [fields.get(name, 0) for name in ("bytes_read", "rows_read", "attempts", "resumes")]
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -848,8 +860,7 @@ class TaskStore:
         (a part's task's), or None if it is unknown or another executor has taken it over."""
         if part_of(task_id):
             keys = [self.keys.part(task_id), self.keys.task(owner(task_id))]
-            args = [holder, fields.get("bytes_read", 0), fields.get("rows_read", 0)]
-            status = self._part_progress(keys=keys, args=args)
+            status = self._part_progress(keys=keys, args=[holder, *_read(fields)])
             return TaskStatus(status) if status in set(TaskStatus) else None
         args = [holder, *(str(item) for pair in fields.items() for item in pair)]
         status = self._progress(keys=[self.keys.task(task_id)], args=args)
@@ -877,14 +888,16 @@ class TaskStore:
         split: str,
         ranges: list[tuple[int, int]],
         bytes_total: int,
-        bytes_read: int,
+        read: dict[str, int],
     ) -> list[str]:
-        """Split a running task held by `executor` into parts of these byte ranges; their
-        ids, in the outbox, to be published. [] if the task is not the executor's to split
+        """Split a running task held by `executor` into parts of these byte ranges, with
+        what reading its header cost (`read`: ReadStats.to_record); the parts' ids, in the
+        outbox, to be published. [] if the task is not the executor's to split
         (cancelled, taken over, or split already)."""
         bounds = [str(bound) for pair in ranges for bound in pair]
         args = [task_id, self.prefix, executor, time.time(), self.record_ttl, split]
-        args += [bytes_total, bytes_read, *bounds]
+        bytes_read, _, attempts, resumes = _read(read)
+        args += [bytes_total, bytes_read, attempts, resumes, *bounds]
         return self._split(keys=[self.keys.task(task_id)], args=args) or []
 
     @_translated
@@ -913,8 +926,7 @@ class TaskStore:
         pairs = [item for pair in fields.items() for item in pair]
         keys = [self.keys.part(part_id), self.keys.task(owner(part_id))]
         status = "failed" if failed else "done"
-        bytes_read, rows_read = read.get("bytes_read", 0), read.get("rows_read", 0)
-        args = [part_id, executor, status, self.prefix, bytes_read, rows_read, *pairs]
+        args = [part_id, executor, status, self.prefix, *_read(read), *pairs]
         reply = self._finish_part(keys=keys, args=args)
         return None if not reply else reply == "last"
 

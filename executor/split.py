@@ -86,7 +86,8 @@ class Splitter:
             sums = summing.sum_opened(counted, opening, cancel, stats.count_rows, threads)
             return sums.to_result()
         split = parts.opening_to_record(opening, stats.version)
-        ids = self.store.split(task.id, self.executor, split, ranges, size, start)
+        read = {**stats.to_record(), "bytes_read": start}  # the header's: parts read on
+        ids = self.store.split(task.id, self.executor, split, ranges, size, read)
         if not ids:
             raise TaskInterrupted("no longer this executor's to split")
         log.info(

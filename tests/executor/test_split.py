@@ -74,6 +74,7 @@ def test_a_big_file_is_summed_in_parts_to_the_sums_of_one_stream(settings, store
     }
     assert (done.bytes_read, done.bytes_total) == (path.stat().st_size,) * 2
     assert done.rows_read == 1000
+    assert (done.attempts, done.resumes) == (1 + total, 0)  # the header's read, each part's
 
 
 @pytest.mark.settings(split_size=0)
