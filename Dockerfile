@@ -34,7 +34,7 @@ COPY sample.csv swagger.yaml README.md* ./
 ENV NUMBA_CACHE_DIR=/app/.numba-cache
 RUN pip install --no-deps . \
     && rm -rf build *.egg-info \
-    && python -c "from executor import evens, fastsum; fastsum.warm(); evens.warm()" \
+    && python -c "from executor import evens, fastsum, parts; fastsum.warm(); evens.warm(); parts.warm()" \
     && chown -R colsum:colsum "$NUMBA_CACHE_DIR"
 
 USER colsum

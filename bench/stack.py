@@ -61,17 +61,19 @@ class Stack:
         self.executors: list[subprocess.Popen] = []
         self.backend = self._start("backend")
 
-    def _start(self, module: str, **env: str) -> subprocess.Popen:
+    def _start(self, module: str, cpus: set[int] | None = None, **env: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", module],
             cwd=ROOT,
             env={**self.env, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
 
-    def start_executor(self, **env: str) -> None:
-        self.executors.append(self._start("executor", **env))
+    def start_executor(self, cpus: set[int] | None = None, **env: str) -> None:
+        """`cpus`: the only CPUs the executor (every thread of it) may run on."""
+        self.executors.append(self._start("executor", cpus, **env))
 
     def wait_for_executors(self) -> None:
         """Until every executor started has registered: it has loaded its kernels and

@@ -59,6 +59,9 @@ class Settings:
     executor_metrics_port: int = 0
     # Threads an executor sums a file's chunks with; 0: one for each CPU it may use.
     executor_threads: int = 0
+    # A sum_columns task over this many bytes is split into parts of about this size that
+    # any executor may take (executor/split.py); 0: never split.
+    split_size: int = 256 << 20
     log_level: str = "INFO"
     log_format: str = "console"  # or "json": one JSON object a line
     # Callback URLs may not reach loopback, private or link-local hosts (SSRF) unless allowed
@@ -153,6 +156,7 @@ class Settings:
                 "EXECUTOR_METRICS_PORT", defaults.executor_metrics_port, int
             ),
             executor_threads=number("EXECUTOR_THREADS", defaults.executor_threads, int),
+            split_size=number("SPLIT_SIZE", defaults.split_size, int),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
             webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE"),

@@ -112,6 +112,36 @@ class Keys:
         """Tasks dispatched to the queue and not yet claimed, by dispatch time."""
         return f"{self.prefix}dispatched"
 
+    def part(self, part_id: str) -> str:
+        """A part of a split task (`<task id>:<index>`, executor/split.py)."""
+        return f"{self.prefix}part:{part_id}"
+
+    @property
+    def parts(self) -> str:
+        """Parts not finished yet, for the sweeper to find those whose executor vanished."""
+        return f"{self.prefix}parts"
+
+    def record(self, task_id: str) -> str:
+        """The hash of a task or of a part."""
+        return self.part(task_id) if part_of(task_id) else self.task(task_id)
+
+
+def part_id(task_id: str, index: int) -> str:
+    """The id of a split task's part: its messages carry it in place of a task id."""
+    return f"{task_id}:{index}"
+
+
+def part_of(some_id: str) -> tuple[str, int] | None:
+    """(task id, index) for a part's id; None for a task's."""
+    task_id, colon, index = some_id.partition(":")
+    return (task_id, int(index)) if colon and index.isdigit() else None
+
+
+def owner(some_id: str) -> str:
+    """The task an id belongs to: itself, or a part's task."""
+    part = part_of(some_id)
+    return part[0] if part else some_id
+
 
 # Shared by the scripts: a status change moves the task between the indexes, everyone's
 # and its client's (a record older than clients has none).
@@ -287,6 +317,9 @@ _PROGRESS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' then return status end
 if redis.call('HGET', KEYS[1], 'executor') ~= ARGV[1] then return 'lost' end
+-- Split: its parts count its progress (the executor that split it may report once more).
+local split = redis.call('HMGET', KEYS[1], 'parts_total', 'unsplit')
+if split[1] and not split[2] then return status end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return status
 """
@@ -319,7 +352,10 @@ local found = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if #found >= tonumber(ARGV[4]) then break end
   local task = ARGV[1] .. 'task:' .. id
-  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. id) == 0 and redis.call('EXISTS', task) == 1 then
+  -- A split task has no lease of its own while its parts run: they have theirs.
+  local split = redis.call('HMGET', task, 'parts_total', 'unsplit')
+  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. id) == 0 and redis.call('EXISTS', task) == 1
+     and (not split[1] or split[2]) then
     local marked = tonumber(redis.call('HGET', task, 'republished_at') or '0')
     if tonumber(ARGV[2]) - marked >= tonumber(ARGV[3]) then
       redis.call('HSET', task, 'republished_at', ARGV[2])
@@ -383,6 +419,196 @@ return dropped
 """
 
 
+# Split tasks (executor/split.py). A task's record gains `split` (its header's lessons),
+# `parts_total`, `parts_done`, `parts_failed`, `parts_executors` (space-separated) and,
+# once it is to be summed again as one stream, `unsplit`. Each part has a hash
+# `part:<task>:<index>` (status queued, running, done or failed; start, end, first) and a
+# lease like a task's. A part counts into its task's bytes_read and rows_read what it
+# reported beyond its last report, so a part run again takes back the bytes and rows it
+# had counted, and adds the attempts and resumes its reads cost again.
+
+# KEYS: task. ARGV: id, prefix, executor, now (unix s), seconds to keep the parts, split,
+# bytes_total, bytes_read, attempts, resumes, then start, end of each part. Splits a
+# running task its caller holds, once; the part ids, put in the outbox, to be published;
+# false if not the caller's to split.
+_SPLIT = """
+local task, id, prefix, executor = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local fields = redis.call('HMGET', task, 'status', 'executor', 'parts_total')
+if fields[1] ~= 'running' or fields[2] ~= executor or fields[3] then return false end
+local lease = prefix .. 'lease:' .. id
+local holder = redis.call('GET', lease)
+if holder and holder ~= executor then return false end
+local total = (#ARGV - 10) / 2
+redis.call('HSET', task, 'split', ARGV[6], 'parts_total', total, 'parts_done', 0,
+           'parts_failed', 0, 'parts_executors', '', 'bytes_total', ARGV[7],
+           'bytes_read', ARGV[8], 'rows_read', 0, 'attempts', ARGV[9], 'resumes', ARGV[10])
+local ids = {}
+for k = 0, total - 1 do
+  local part_id = id .. ':' .. k
+  local part = prefix .. 'part:' .. part_id
+  redis.call('DEL', part)
+  redis.call('HSET', part, 'status', 'queued', 'start', ARGV[11 + 2 * k],
+             'end', ARGV[12 + 2 * k], 'first', k == 0 and 1 or 0)
+  redis.call('EXPIRE', part, ARGV[5])
+  redis.call('ZADD', prefix .. 'outbox', ARGV[4], part_id)
+  redis.call('ZADD', prefix .. 'parts', ARGV[4], part_id)
+  ids[#ids + 1] = part_id
+end
+redis.call('DEL', lease)
+return ids
+"""
+
+# Shared by the part scripts: the task's status while its parts may run ('running'), or
+# what it is instead; and the accounting of a part's progress into its task's.
+_LUA_PARTS = """
+local function split_status(task)
+  local fields = redis.call('HMGET', task, 'status', 'unsplit')
+  if fields[1] == 'running' and fields[2] then return 'unsplit' end
+  return fields[1]
+end
+
+local function holds(part, lease, executor)
+  if redis.call('HGET', part, 'status') ~= 'running' then return false end
+  if redis.call('HGET', part, 'executor') ~= executor then return false end
+  local holder = redis.call('GET', lease)
+  return not holder or holder == executor
+end
+
+-- `read`: bytes_read, rows_read, attempts, resumes as ARGV strings, from `at` on.
+local function account(part, task, at)
+  local range = redis.call('HMGET', part, 'start', 'end')
+  local span = tonumber(range[2]) - tonumber(range[1])
+  local names = {'bytes_read', 'rows_read', 'attempts', 'resumes'}
+  local before = redis.call('HMGET', part, unpack(names))
+  for i, name in ipairs(names) do
+    local now = tonumber(ARGV[at + i - 1])
+    if name == 'bytes_read' then now = math.min(now, span) end
+    redis.call('HINCRBY', task, name, now - tonumber(before[i] or '0'))
+    redis.call('HSET', part, name, now)
+  end
+end
+"""
+
+# KEYS: part, task. ARGV: part id, executor, lease ms, prefix. As _CLAIM for a part:
+# {'claimed', part record, task record}; 'finished' if the part is (its task may wait for
+# its merge); {'held', holder, ms left}; or nil when the task no longer runs its parts.
+_CLAIM_PART = (
+    _LUA_PARTS
+    + """
+if split_status(KEYS[2]) ~= 'running' then return nil end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return nil end
+if status == 'done' or status == 'failed' then return 'finished' end
+local lease = ARGV[4] .. 'lease:' .. ARGV[1]
+local holder = redis.call('GET', lease)
+if holder and holder ~= ARGV[2] then return {'held', holder, redis.call('PTTL', lease)} end
+-- A new run's reads cost attempts anew; its bytes and rows replace the last run's.
+redis.call('HSET', KEYS[1], 'status', 'running', 'executor', ARGV[2], 'attempts', 0, 'resumes', 0)
+redis.call('HDEL', KEYS[1], 'republished_at')
+redis.call('SET', lease, ARGV[2], 'PX', ARGV[3])
+redis.call('ZREM', ARGV[4] .. 'outbox', ARGV[1])
+local who = redis.call('HGET', KEYS[2], 'parts_executors') or ''
+if not string.find(' ' .. who .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then
+  redis.call('HSET', KEYS[2], 'parts_executors', who == '' and ARGV[2] or who .. ' ' .. ARGV[2])
+end
+return {'claimed', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+)
+
+# KEYS: part, task. ARGV: executor, bytes read, rows read, attempts, resumes. As
+# _PROGRESS for a part: the
+# task's status (a cancelled task's parts stop), or 'lost'.
+_PART_PROGRESS = (
+    _LUA_PARTS
+    + """
+local status = split_status(KEYS[2])
+if status ~= 'running' then return status end
+if redis.call('HGET', KEYS[1], 'executor') ~= ARGV[1] then return 'lost' end
+account(KEYS[1], KEYS[2], 2)
+return status
+"""
+)
+
+# KEYS: part, task. ARGV: part id, executor, status (done or failed), prefix, bytes read,
+# rows read, attempts, resumes, then field, value, ... Records a part's outcome, once, by
+# its holder while its task runs its parts: 'last' when every part has one now (the
+# caller merges), else 'more'; false if nothing changed.
+_FINISH_PART = (
+    _LUA_PARTS
+    + """
+if split_status(KEYS[2]) ~= 'running' then return false end
+local lease = ARGV[4] .. 'lease:' .. ARGV[1]
+if not holds(KEYS[1], lease, ARGV[2]) then return false end
+account(KEYS[1], KEYS[2], 5)
+redis.call('HSET', KEYS[1], 'status', ARGV[3], unpack(ARGV, 9))
+redis.call('DEL', lease)
+redis.call('ZREM', ARGV[4] .. 'parts', ARGV[1])
+redis.call('HINCRBY', KEYS[2], ARGV[3] == 'done' and 'parts_done' or 'parts_failed', 1)
+local counts = redis.call('HMGET', KEYS[2], 'parts_total', 'parts_done', 'parts_failed')
+if tonumber(counts[2]) + tonumber(counts[3]) >= tonumber(counts[1]) then return 'last' end
+return 'more'
+"""
+)
+
+# KEYS: part, task. ARGV: part id, executor, prefix, now (unix s), most failures. A part
+# whose storage kept failing goes back to the queue alone ('retry': its id is in the
+# outbox), until it failed `most failures` times ('give up': the caller fails the task).
+_RETRY_PART = (
+    _LUA_PARTS
+    + """
+if split_status(KEYS[2]) ~= 'running' then return false end
+local lease = ARGV[3] .. 'lease:' .. ARGV[1]
+if not holds(KEYS[1], lease, ARGV[2]) then return false end
+redis.call('DEL', lease)
+if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[5]) then return 'give up' end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('ZADD', ARGV[3] .. 'outbox', ARGV[4], ARGV[1])
+return 'retry'
+"""
+)
+
+# KEYS: task. ARGV: id, prefix, now (unix s). A split task whose parts cannot give its
+# sums (a part started inside quotes, the file changed) is to be summed as one stream:
+# marked `unsplit` (its parts stop), put in the outbox; false if it was already, or is
+# no longer running.
+_UNSPLIT = (
+    _LUA_PARTS
+    + """
+if split_status(KEYS[1]) ~= 'running' then return false end
+redis.call('HSET', KEYS[1], 'unsplit', 1, 'bytes_read', 0, 'rows_read', 0)
+redis.call('DEL', ARGV[2] .. 'lease:' .. ARGV[1])
+redis.call('ZADD', ARGV[2] .. 'outbox', ARGV[3], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: parts. ARGV: prefix, now (unix s), grace (s), at most. As _ABANDONED for parts:
+# running parts whose lease lapsed, each once per `grace`; the parts of a task that no
+# longer runs them are dropped from the set on the way.
+_ABANDONED_PARTS = (
+    _LUA_PARTS
+    + """
+local found = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, 999)) do
+  if #found >= tonumber(ARGV[4]) then break end
+  local part = ARGV[1] .. 'part:' .. id
+  local task = ARGV[1] .. 'task:' .. string.match(id, '^(.*):%d+$')
+  if split_status(task) ~= 'running' or redis.call('EXISTS', part) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+  elseif redis.call('HGET', part, 'status') == 'running'
+         and redis.call('EXISTS', ARGV[1] .. 'lease:' .. id) == 0 then
+    local marked = tonumber(redis.call('HGET', part, 'republished_at') or '0')
+    if tonumber(ARGV[2]) - marked >= tonumber(ARGV[3]) then
+      redis.call('HSET', part, 'republished_at', ARGV[2])
+      table.insert(found, id)
+    end
+  end
+end
+return found
+"""
+)
+
+
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
     """Turn redis-py's connection errors into StoreUnavailable at the boundary."""
 
@@ -430,6 +656,15 @@ class Held:
     lease_left: float
 
 
+def _read(fields: dict[str, int]) -> list[int]:
+    """What a part's reads cost, as the part scripts take it (ReadStats.to_record)."""
+    return [fields.get(name, 0) for name in ("bytes_read", "rows_read", "attempts", "resumes")]
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _task(record: dict[str, str], raw_result: bool = False) -> Task | None:
     """The task in a record; None for a hash without an id, written after its record
     expired by a client older than the EXISTS guards, which must not break a page."""
@@ -472,6 +707,13 @@ class TaskStore:
         self._abandoned = client.register_script(_ABANDONED)
         self._stale_queued = client.register_script(_STALE_QUEUED)
         self._prune = client.register_script(_PRUNE)
+        self._split = client.register_script(_SPLIT)
+        self._claim_part = client.register_script(_CLAIM_PART)
+        self._part_progress = client.register_script(_PART_PROGRESS)
+        self._finish_part = client.register_script(_FINISH_PART)
+        self._retry_part = client.register_script(_RETRY_PART)
+        self._unsplit = client.register_script(_UNSPLIT)
+        self._abandoned_parts = client.register_script(_ABANDONED_PARTS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskStore:
@@ -644,6 +886,9 @@ class TaskStore:
         return self._finish_as(task_id, TaskStatus.DONE, fields, holder) is not None
 
     def fail(self, task_id: str, error: str, holder: str = "", **extra: int) -> bool:
+        """Record a failure; a part's (its time limit, its dead letter) fails its task."""
+        if part_of(task_id):
+            task_id, holder, extra = owner(task_id), "", {}
         fields = {"error": error, **extra}
         return self._finish_as(task_id, TaskStatus.FAILED, fields, holder) is not None
 
@@ -662,8 +907,12 @@ class TaskStore:
 
     @_translated
     def progress(self, task_id: str, holder: str, **fields: int) -> TaskStatus | None:
-        """Record how far a running task has got on `holder`; its status now, or None if
-        it is unknown or another executor has taken it over."""
+        """Record how far a running task (or part) has got on `holder`; its status now
+        (a part's task's), or None if it is unknown or another executor has taken it over."""
+        if part_of(task_id):
+            keys = [self.keys.part(task_id), self.keys.task(owner(task_id))]
+            status = self._part_progress(keys=keys, args=[holder, *_read(fields)])
+            return TaskStatus(status) if status in set(TaskStatus) else None
         args = [holder, *(str(item) for pair in fields.items() for item in pair)]
         status = self._progress(keys=[self.keys.task(task_id)], args=args)
         return TaskStatus(status) if status and status != "lost" else None
@@ -672,13 +921,97 @@ class TaskStore:
     def renew_lease(self, task_id: str, executor: str, lease: float) -> bool:
         """False once the task is no longer this executor's: cancelled, finished, or taken
         over by another executor after the lease lapsed."""
-        keys = [self.keys.lease(task_id), self.keys.task(task_id)]
+        keys = [self.keys.lease(task_id), self.keys.record(task_id)]
         return self._renew(keys=keys, args=[executor, int(lease * 1000)]) == 1
 
     @_translated
     def release_lease(self, task_id: str, executor: str) -> None:
         """Give up the lease on a task handed back to the queue."""
         self._release(keys=[self.keys.task(task_id), self.keys.lease(task_id)], args=[executor])
+
+    # -- split tasks (executor/split.py) -------------------------------------------------
+
+    @_translated
+    def split(
+        self,
+        task_id: str,
+        executor: str,
+        split: str,
+        ranges: list[tuple[int, int]],
+        bytes_total: int,
+        read: dict[str, int],
+    ) -> list[str]:
+        """Split a running task held by `executor` into parts of these byte ranges, with
+        what reading its header cost (`read`: ReadStats.to_record); the parts' ids, in the
+        outbox, to be published. [] if the task is not the executor's to split
+        (cancelled, taken over, or split already)."""
+        bounds = [str(bound) for pair in ranges for bound in pair]
+        args = [task_id, self.prefix, executor, time.time(), self.record_ttl, split]
+        bytes_read, _, attempts, resumes = _read(read)
+        args += [bytes_total, bytes_read, attempts, resumes, *bounds]
+        return self._split(keys=[self.keys.task(task_id)], args=args) or []
+
+    @_translated
+    def claim_part(
+        self, part_id: str, executor: str, lease: float
+    ) -> tuple[dict[str, str], dict[str, str]] | Held | str | None:
+        """As `claim`, for a part: (its record, its task's record), Held, "finished" if
+        the part has its outcome already (its task may await the merge), or None when its
+        task no longer runs its parts (cancelled, finished, summed as one stream)."""
+        keys = [self.keys.part(part_id), self.keys.task(owner(part_id))]
+        reply = self._claim_part(
+            keys=keys, args=[part_id, executor, int(lease * 1000), self.prefix]
+        )
+        if not isinstance(reply, list):
+            return reply
+        if reply[0] == "held":
+            return Held(reply[1], max(0, int(reply[2])) / 1000)
+        return _pairs(reply[1]), _pairs(reply[2])
+
+    @_translated
+    def finish_part(
+        self, part_id: str, executor: str, failed: bool, fields: dict[str, str], **read: int
+    ) -> bool | None:
+        """Record a part's outcome, once, by its holder: True when it was the last (the
+        caller merges), False if more are to come, None if nothing changed."""
+        pairs = [item for pair in fields.items() for item in pair]
+        keys = [self.keys.part(part_id), self.keys.task(owner(part_id))]
+        status = "failed" if failed else "done"
+        args = [part_id, executor, status, self.prefix, *_read(read), *pairs]
+        reply = self._finish_part(keys=keys, args=args)
+        return None if not reply else reply == "last"
+
+    @_translated
+    def retry_part(self, part_id: str, executor: str, most: int) -> str | None:
+        """Put back a part whose storage kept failing: "retry" (its id is in the outbox,
+        to be published) or, after `most` failures, "give up"; None if not the holder's."""
+        keys = [self.keys.part(part_id), self.keys.task(owner(part_id))]
+        args = [part_id, executor, self.prefix, time.time(), most]
+        return self._retry_part(keys=keys, args=args) or None
+
+    @_translated
+    def unsplit(self, task_id: str) -> bool:
+        """Have a split task summed as one stream: its id is in the outbox, to be
+        published. False if it was already, or no longer runs."""
+        args = [task_id, self.prefix, time.time()]
+        return bool(self._unsplit(keys=[self.keys.task(task_id)], args=args))
+
+    @_translated
+    def parts(self, task_id: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+        """A split task's record and its parts' records, in file order."""
+        record = self.redis.hgetall(self.keys.task(task_id))
+        total = int(record.get("parts_total") or 0)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for index in range(total):
+                pipe.hgetall(self.keys.part(part_id(task_id, index)))
+            return record, pipe.execute()
+
+    @_translated
+    def abandoned_parts(self, grace: float, limit: int = 100) -> list[str]:
+        """Running parts whose executor stopped renewing its lease, each returned once
+        per `grace` seconds until an executor claims it again."""
+        args = [self.prefix, time.time(), grace, limit]
+        return self._abandoned_parts(keys=[self.keys.parts], args=args)
 
     @_translated
     def abandoned(self, grace: float, limit: int = 100) -> list[str]:

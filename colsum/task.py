@@ -167,6 +167,9 @@ COUNTERS = (
     "bytes_total",
     "rows_read",
     "webhook_attempts",
+    "parts_total",
+    "parts_done",
+    "parts_failed",
 )
 
 
@@ -205,6 +208,13 @@ class Task:
     webhook_status: str | None = None
     webhook_attempts: int | None = None
     webhook_error: str | None = None
+    # A task split into parts (executor/split.py): how many, how many have their outcome,
+    # the executors that took one; `unsplit` once it is to be summed as one stream.
+    parts_total: int | None = None
+    parts_done: int | None = None
+    parts_failed: int | None = None
+    parts_executors: str | None = None
+    unsplit: bool = False
 
     @classmethod
     def from_request(cls, request: TaskRequest, client: str = ANONYMOUS) -> Task:
@@ -250,7 +260,21 @@ class Task:
                 "attempts": self.webhook_attempts,
                 "last_error": self.webhook_error,
             },
+            **self.parts(),
         }
+
+    def parts(self) -> dict[str, Any]:
+        """`parts` as the API shows them, for a split task only: the JSON of other tasks
+        stays what clients older than splitting know."""
+        if self.parts_total is None:
+            return {}
+        parts = {
+            "total": self.parts_total,
+            "done": self.parts_done or 0,
+            "failed": self.parts_failed or 0,
+            "executors": (self.parts_executors or "").split(),
+        }
+        return {"parts": parts}
 
     @property
     def progress(self) -> float | None:
@@ -326,5 +350,7 @@ class Task:
             callback_url=record.get("callback_url"),
             webhook_status=record.get("webhook_status"),
             webhook_error=record.get("webhook_error"),
+            parts_executors=record.get("parts_executors"),
+            unsplit="unsplit" in record,
             **{name: int(record[name]) for name in COUNTERS if name in record},
         )

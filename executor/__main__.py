@@ -7,7 +7,7 @@ from colsum import logs
 from colsum.errors import BrokerMisconfigured
 from colsum.settings import Settings
 from colsum.store import TaskStore
-from executor import evens, fastsum
+from executor import evens, fastsum, parts
 from executor.storage import storages
 from executor.worker import Worker
 
@@ -18,6 +18,7 @@ def main() -> None:
     task_store = TaskStore.from_settings(settings)
     fastsum.warm()  # numba compiles the kernels (or loads them) now, not in the first task
     evens.warm()
+    parts.warm()
     try:
         worker = Worker(settings, task_store, storages(settings))
         worker.install_signal_handlers()

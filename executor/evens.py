@@ -120,18 +120,40 @@ def sum_even(
     cancel: threading.Event | None = None,
     on_rows: Callable[[int], None] | None = None,
     threads: int | None = None,
+    first: bytes = b"",
 ) -> EvenSums:
-    """Count the integers of `stream` and sum the even ones, exactly. A token that is not
-    an integer raises InvalidNumbers naming its line; `on_rows` is told the integers read so
-    far after each chunk; `cancel` is looked at between reads and chunks."""
+    """Count the integers of `stream` (after `first`, read from it already) and sum the
+    even ones, exactly. A token that is not an integer raises InvalidNumbers naming its
+    line; `on_rows` is told the integers read so far after each chunk; `cancel` is looked
+    at between reads and chunks."""
+    return sum_part(stream, cancel, on_rows, threads, first).sums
+
+
+@dataclass(frozen=True)
+class EvenPart:
+    """The sums of whole lines of a file (a part of a split task: executor/split.py)."""
+
+    sums: EvenSums
+    lines: int  # newlines in them: where the next part's lines start
+
+
+def sum_part(
+    stream: BinaryIO,
+    cancel: threading.Event | None = None,
+    on_rows: Callable[[int], None] | None = None,
+    threads: int | None = None,
+    first: bytes = b"",
+) -> EvenPart:
+    """As `sum_even`, with the lines read; an error names the line counting from the
+    stream's first (executor/parts.py renumbers it)."""
     summer = _Summer(cancel, on_rows)
     try:
-        pipeline.sum_in_order(stream, summer, threads, CHUNK_SIZE, cut=last_separator_end)
+        pipeline.sum_in_order(stream, summer, threads, CHUNK_SIZE, first, last_separator_end)
     except RecordTooLong:
         raise InvalidNumbers(
             f"line {summer.line}: a token longer than 64 MiB: is this a file of integers?"
         ) from None
-    return EvenSums(summer.count, summer.evens, summer.total)
+    return EvenPart(EvenSums(summer.count, summer.evens, summer.total), summer.line - 1)
 
 
 class _Summer:

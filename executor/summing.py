@@ -142,11 +142,56 @@ def sum_columns(
     CHECK_EVERY records of the exact path), leaving no work running behind it. The worker
     relies on this to stop a task on DELETE or at its time limit.
     """
-    _check_delimiter(delimiter)
-    check = _checker(cancel)
-    start, end, line, whole = _first_record(stream, check)
-    if not start:
+    opening = open_csv(stream, header, delimiter, cancel)
+    if opening is None:
         return Sums(rows=0, columns=[])
+    return sum_opened(stream, opening, cancel, on_rows, threads)
+
+
+def sum_opened(
+    stream: BinaryIO,
+    opening: Opening,
+    cancel: threading.Event | None = None,
+    on_rows: Callable[[int], None] | None = None,
+    threads: int | None = None,
+) -> Sums:
+    """Sum the rest of a stream whose first record `open_csv` read."""
+    layout, names = opening.layout, opening.names
+    summer = _ChunkSummer(layout, opening.line, _checker(cancel), on_rows)
+    with localcontext(EXACT):
+        if opening.whole:  # the file was read whole already: no threads, no buffers
+            if opening.rest:
+                piece = fastsum.padded(opening.rest)
+                summer.take(piece, summer.fast(piece))
+        else:
+            _sum_stream(stream, opening.rest, summer, threads)
+        sums = summer.sums()
+    return _check_size(_sums(layout, names, summer.rows, sums))
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What the first record of a CSV tells: the rest is data of this layout."""
+
+    layout: Layout
+    names: list[str | None]
+    line: int  # the line the data starts on
+    rest: bytes  # the bytes read past the header: the start of the data
+    whole: bool  # `rest` is all there is
+
+
+def open_csv(
+    stream: BinaryIO,
+    header: bool | None = None,
+    delimiter: str = ",",
+    cancel: threading.Event | None = None,
+) -> Opening | None:
+    """Read the first record (the header question: see `sum_columns`); None for a file
+    without one. A split task (executor/split.py) reads it once, here, for all its parts."""
+    _check_delimiter(delimiter)
+    start, end, line, whole = _first_record(stream, _checker(cancel))
+    if not start:
+        return None
     record = start[:end] if end != -1 else start
     first = _parse_record(record, delimiter, line)
     layout = _layout(first, delimiter, line)
@@ -156,17 +201,54 @@ def sum_columns(
     if header:
         start, line = start[len(record) :], line + record.count(b"\n")
     _check_size(_sums(layout, names, 0, [Decimal(0)] * len(names)))  # before a long read
+    return Opening(layout, names, line, start, whole)
 
-    summer = _ChunkSummer(layout, line, check, on_rows)
+
+@dataclass(frozen=True)
+class PartSums:
+    """The sums of a part of a file's data (executor/split.py), to be merged."""
+
+    rows: int
+    lines: int  # newlines in the part: where the next part's lines start
+    sums: list[Decimal]
+
+
+def sum_part(
+    stream: BinaryIO,
+    layout: Layout,
+    cancel: threading.Event | None = None,
+    on_rows: Callable[[int], None] | None = None,
+    threads: int | None = None,
+) -> PartSums:
+    """Sum a stream of whole lines of a file's data, laid out as its first record says.
+    An InvalidCSV names the line counting from 1 at the stream's first: only the merge
+    knows the lines before it (`renumbered`)."""
+    summer = _ChunkSummer(layout, 1, _checker(cancel), on_rows)
     with localcontext(EXACT):
-        if whole:  # the file was read whole already: no threads, no buffers
-            if start:
-                piece = fastsum.padded(start)
-                summer.take(piece, summer.fast(piece))
-        else:
-            _sum_stream(stream, start, summer, threads)
+        _sum_stream(stream, b"", summer, threads)
         sums = summer.sums()
-    return _check_size(_sums(layout, names, summer.rows, sums))
+    return PartSums(summer.rows, summer.line - 1, sums)
+
+
+def merged(opening: Opening, parts: list[PartSums]) -> Sums:
+    """The file's sums from its parts', exact as if it had been summed in one stream."""
+    totals = [Decimal(0)] * len(opening.names)
+    with localcontext(EXACT):
+        for part in parts:
+            totals = [a + b for a, b in zip(totals, part.sums, strict=True)]
+    rows = sum(part.rows for part in parts)
+    return _check_size(_sums(opening.layout, opening.names, rows, totals))
+
+
+def renumbered(message: str, lines_before: int) -> str:
+    """A part's error message, its line counted in the file: every message that names a
+    line starts with `line N`."""
+    head = message.removeprefix("line ")
+    digits = len(head) - len(head.lstrip("0123456789"))
+    if not message.startswith("line ") or not digits:
+        return message
+    number, rest = int(head[:digits]), head[digits:]
+    return f"line {number + lines_before}{rest}"
 
 
 def _sum_stream(stream: BinaryIO, start: bytes, summer: _ChunkSummer, threads: int | None) -> None:

@@ -8,6 +8,8 @@ clearing what expired records leave behind.
   the record is marked `republished_at`, and the mark is cleared when the task is claimed
   (should that executor vanish too, the task is published again), or after `queued_grace`
   (should the message be lost as well).
+- A running part of a split task (executor/split.py) whose lease ran out: the same. A
+  part in the outbox is published again as a task is.
 - A queued task whose message is gone (the queue was purged or deleted, the broker lost
   its data). Nothing tells it from a task waiting in a long backlog but the count: while
   the queue holds at least as many ready messages as there are queued records, every
@@ -84,6 +86,9 @@ class Sweeper:
         for task_id in self.store.abandoned(grace, REPUBLISH_BATCH):
             log.warning("task %s lost its executor (lease expired); publishing it again", task_id)
             self._publish(task_id)
+        for part_id in self.store.abandoned_parts(grace, REPUBLISH_BATCH):
+            log.warning("part %s lost its executor (lease expired); publishing it again", part_id)
+            self._publish(part_id)
         self._publish_lost_queued()
         # Whatever event should have dispatched a task and did not (its process died).
         fair_queue.publish_all(self.store.dispatch(), self._publish, self.store.published)

@@ -29,6 +29,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,10 +50,11 @@ from colsum.errors import (
     TransientError,
 )
 from colsum.settings import Settings
-from colsum.store import EXECUTOR_TTL, Held, TaskStore
+from colsum.store import EXECUTOR_TTL, Held, TaskStore, owner, part_of
 from colsum.task import Task, TaskStatus
 from colsum.task import now as now_stamp
 from executor import evens, metrics, summing
+from executor.split import Splitter
 from executor.storage import ReadStats, Storage
 from executor.sweeper import Sweeper
 from executor.webhooks import Webhooks
@@ -93,6 +95,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.sweeper = Sweeper(settings, store)
         self.webhooks = Webhooks(settings, store)
+        self.splitter = Splitter(settings, store, storages, self.name)
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
         self._lost: Exception | None = None  # the broker connection, lost during a task
@@ -151,6 +154,7 @@ class Worker:
         finally:
             self.webhooks.stop()
             self.sweeper.close()
+            self.splitter.close()
         log.info("executor %s stopped", self.name)
 
     def _consume(self) -> None:
@@ -247,7 +251,7 @@ class Worker:
 
     def _handle(self, task_id: str, attempt: int, connection: pika.BlockingConnection) -> Outcome:
         token = logs.TASK_ID.set(task_id)
-        self._current = task_id
+        self._current = owner(task_id)  # a part shows as its task
         try:
             return self._follow(connection, task_id, attempt)
         finally:
@@ -411,17 +415,28 @@ class Worker:
         claimed: threading.Event | None = None,
     ) -> None:
         """Run one task to done or failed; only an unreachable Redis escapes from here:
-        whatever else goes wrong fails this task and no other."""
+        whatever else goes wrong fails this task and no other. A part of a split task
+        (executor/split.py) is run as its task's."""
+        stats = stats or ReadStats()
+        if part_of(task_id):
+            self._process_part(task_id, attempt, cancel, stats, claimed)
+            return
         task = self._claim(task_id, attempt, cancel)
         if task is None:
+            return
+        if task.parts_total and not task.unsplit:  # a redelivered message: its parts run
+            log.info("task %s: split already; its parts finish it", task_id)
+            self.store.release_lease(task_id, self.name)
             return
         if claimed is not None:
             claimed.set()
         log.info("task %s: summing %s (attempt %d)", task_id, task.source.describe(), attempt)
         started = time.monotonic()
-        stats = stats or ReadStats()
         try:
             result = self._sum(task, stats, cancel)
+            if result is None:  # split: its parts finish it
+                self.store.release_lease(task_id, self.name)
+                return
             recorded = self.store.complete(task.id, result, holder=self.name, **stats.to_record())
         except TaskInterrupted:
             log.info("task %s: interrupted", task_id)
@@ -452,17 +467,43 @@ class Worker:
                 stats.resumes,
             )
 
-    def _claim(self, task_id: str, attempt: int, cancel: threading.Event | None) -> Task | None:
-        """Take the task, or None if there is nothing to do.
+    def _process_part(
+        self,
+        part_id: str,
+        attempt: int,
+        cancel: threading.Event | None,
+        stats: ReadStats,
+        claimed: threading.Event | None,
+    ) -> None:
+        lease = self.settings.lease
+        part = self._claim(
+            part_id, attempt, cancel, lambda: self.store.claim_part(part_id, self.name, lease)
+        )
+        if part is None:
+            return
+        if claimed is not None:
+            claimed.set()
+        self.splitter.sum_part(part_id, part, stats, cancel)
+
+    def _claim(
+        self,
+        task_id: str,
+        attempt: int,
+        cancel: threading.Event | None,
+        take: Callable[[], Any] | None = None,
+    ) -> Any:
+        """Take the task (`take` another way: a part), or None if there is nothing to do.
 
         Another executor's lease may still last: either that executor died and RabbitMQ
         redelivered its message here (take over once the lease lapses), or it is alive and
         this message is a duplicate (it renews its lease, every third of LEASE: leave the
         task to it). Waiting for either keeps the message, so a poison task still counts
         a delivery for each executor it kills."""
+        lease = self.settings.lease
+        take = take or (lambda: self.store.claim(task_id, self.name, attempt, lease))
         held: Held | None = None
         while True:
-            claim = self.store.claim(task_id, self.name, attempt, self.settings.lease)
+            claim = take()
             if not isinstance(claim, Held):
                 if claim is None:
                     log.info("task %s is finished or unknown; nothing to do", task_id)
@@ -480,7 +521,9 @@ class Worker:
                 log.info("task %s: stopped while waiting for its lease", task_id)
                 return None
 
-    def _sum(self, task: Task, stats: ReadStats, cancel: threading.Event | None) -> dict[str, Any]:
+    def _sum(
+        self, task: Task, stats: ReadStats, cancel: threading.Event | None
+    ) -> dict[str, Any] | None:
         try:
             return self._sum_once(task, stats, cancel)
         except SourceChanged as error:
@@ -492,12 +535,15 @@ class Worker:
 
     def _sum_once(
         self, task: Task, stats: ReadStats, cancel: threading.Event | None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The task's result; None once it is split into parts (executor/split.py)."""
         storage = self.storages[task.source.storage]
         with storage.open(
             task.source, stats, f"task {task.id}", cancel, client=task.client
         ) as stream:
             threads = self.settings.executor_threads or None
+            if self.splitter.wants(task):
+                return self.splitter.sum_or_split(task, stream, stats, cancel)
             if task.op == "sum_even":
                 found = evens.sum_even(stream, cancel, stats.count_rows, threads)
                 return found.to_result()

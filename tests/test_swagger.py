@@ -165,6 +165,15 @@ def test_real_task_record_matches_the_task_schema(spec, status):
     schema(spec, "Task").validate(task_in(status).to_json())
 
 
+def test_a_split_task_record_matches_the_task_schema(spec):
+    running = task_in(TaskStatus.RUNNING)
+    split = replace(running, parts_total=4, parts_done=1, parts_failed=0, parts_executors="a:1 b:2")
+    body = split.to_json()
+    assert body["parts"] == {"total": 4, "done": 1, "failed": 0, "executors": ["a:1", "b:2"]}
+    schema(spec, "Task").validate(body)
+    assert "parts" not in running.to_json()  # an unsplit task's JSON is as it was
+
+
 def test_a_task_cancelled_while_queued_matches_the_task_schema(spec):
     cancelled = replace(task_in(TaskStatus.QUEUED), status=TaskStatus.CANCELLED, finished_at=now())
     schema(spec, "Task").validate(cancelled.to_json())

@@ -28,8 +28,11 @@ class Storage(Protocol):
         label: str,
         cancel: threading.Event | None = None,
         client: str = ANONYMOUS,
+        offset: int = 0,
+        version: str | None = None,
     ) -> BinaryIO:
-        """A binary stream of the whole file, to be closed by the caller.
+        """A binary stream of the whole file, to be closed by the caller; from byte
+        `offset`, of that `version` only (`ReadStats.version` of an earlier read) if given.
 
         Nothing is fetched until the first read; `stats` counts what the reads cost and
         `label` (the task) starts every log line about retries. A read that waits on the

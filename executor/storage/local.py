@@ -42,6 +42,8 @@ class LocalStorage:
         label: str = "",
         cancel: threading.Event | None = None,  # a regular file's reads do not wait long
         client: str = ANONYMOUS,
+        offset: int = 0,
+        version: str | None = None,
     ) -> BinaryIO:
         try:
             own = self.scope.root(client)
@@ -52,7 +54,8 @@ class LocalStorage:
             path, source.path, own, self.scope.root_label(client), self._refusal(client)
         )
         file.check(path)
-        reader = ResumableReader(file, self.policy, stats, label)
+        file.pin(version)
+        reader = ResumableReader(file, self.policy, stats, label, offset)
         return io.BufferedReader(reader, READ_BUFFER)
 
     def _refusal(self, client: str) -> Callable[[Path], str | None]:
@@ -87,6 +90,17 @@ class LocalFile:
         self._version: tuple[int, int, int] | None = None
         self.size: int | None = None
 
+    @property
+    def version(self) -> str | None:
+        return None if self._version is None else ":".join(map(str, self._version))
+
+    def pin(self, version: str | None) -> None:
+        """Read only this version (`version` of an earlier reader): a part of a split task
+        must see the file its first part saw."""
+        if version is not None:
+            inode, size, mtime = (int(field) for field in version.split(":"))
+            self._version = (inode, size, mtime)
+
     def check(self, real: Path) -> None:
         """Refuse a file that really is outside the root, or another client's upload."""
         if not real.is_relative_to(Path(os.path.realpath(self.root))):
@@ -100,10 +114,11 @@ class LocalFile:
         version = (status.st_ino, status.st_size, status.st_mtime_ns)
         if self._version is None:
             self._version = version
-            self.size = status.st_size or None  # 0 for a pipe: unknown
         elif version != self._version:
             raw.close()
             raise SourceChanged(f"{self.name} was replaced while it was being read")
+        if self.size is None:
+            self.size = status.st_size or None  # 0 for a pipe: unknown
         if offset:
             raw.seek(offset)
         return _TranslatedFile(raw, self.name)

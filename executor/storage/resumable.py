@@ -37,6 +37,7 @@ class Resumable(Protocol):
 
     name: str
     size: int | None  # known once opened
+    version: str | None  # what pins the version read (an ETag), known once opened
 
     def open_at(self, offset: int) -> Stream: ...
 
@@ -50,6 +51,7 @@ class ReadStats:
     bytes_read: int = 0
     bytes_total: int | None = None  # the file's size, once it was opened
     rows_read: int = 0  # set by the caller, which parses
+    version: str | None = None  # the file's version (Resumable.version): parts read the same
 
     def count_rows(self, rows: int) -> None:
         self.rows_read = rows
@@ -84,12 +86,20 @@ class ResumableReader(io.RawIOBase):
     """Reads a file front to back; when the stream breaks it is opened again at the first
     byte not yet handed out, so the caller never sees a byte twice or a gap."""
 
-    def __init__(self, file: Resumable, policy: RetryPolicy, stats: ReadStats, label: str) -> None:
+    def __init__(
+        self,
+        file: Resumable,
+        policy: RetryPolicy,
+        stats: ReadStats,
+        label: str,
+        offset: int = 0,
+    ) -> None:
         self.file = file
         self.policy = policy
         self.stats = stats
         self.label = label
-        self.offset = 0
+        self.offset = offset  # a part of a split task starts within the file
+        self._start = offset
         self._stream: Stream | None = None
         self._failing_since: float | None = None
         self._failed_time = 0.0  # seconds spent in failed attempts and waits, all streaks
@@ -114,10 +124,11 @@ class ResumableReader(io.RawIOBase):
     def _read_into(self, buffer) -> int:
         if self._stream is None:
             self.stats.attempts += 1
-            if self.offset:
+            if self.offset > self._start:
                 self.stats.resumes += 1
             self._stream = self.file.open_at(self.offset)
             self.stats.bytes_total = self.file.size
+            self.stats.version = self.file.version
         try:
             count = self._stream.readinto(buffer)
         except TransientError:

@@ -60,21 +60,30 @@ class S3Storage:
         label: str = "",
         cancel: threading.Event | None = None,
         client: str = ANONYMOUS,
+        offset: int = 0,
+        version: str | None = None,
     ) -> BinaryIO:
         if refused := self.scope.s3_refusal(source.bucket, source.key, client):
             raise PermanentError(f"{source.describe()}: {refused}")
-        reader = ResumableReader(S3Object(self.client, source), self.policy, stats, label)
+        file = S3Object(self.client, source, etag=version)
+        reader = ResumableReader(file, self.policy, stats, label, offset)
         # Download on a thread of its own while the parser works on what came before.
         return io.BufferedReader(PrefetchReader(reader, cancel=cancel), READ_BUFFER)
 
 
 class S3Object:
-    def __init__(self, client: Any, source: S3Source) -> None:
+    def __init__(self, client: Any, source: S3Source, etag: str | None = None) -> None:
+        """`etag`: read only that version (a part of a split task: the one its first part
+        saw), with ranged GETs from the first."""
         self.client = client
         self.source = source
         self.name = source.describe()
-        self._etag: str | None = None
+        self._etag = etag
         self.size: int | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self._etag
 
     def open_at(self, offset: int) -> _Body:
         if self.size is not None and offset >= self.size:
@@ -94,7 +103,9 @@ class S3Object:
             raise TransientError(f"requesting {self.name} failed: {error}") from error
         if self._etag is None:
             self._etag = response["ETag"]
-            self.size = response["ContentLength"]
+        if self.size is None:
+            whole = response.get("ContentRange", "").rpartition("/")[2]
+            self.size = int(whole) if whole.isdigit() else response["ContentLength"]
         return _Body(response["Body"], self.name)
 
     def translate(self, error: botocore.exceptions.ClientError) -> Exception:

@@ -63,6 +63,7 @@ class FlakyFile:
 
     name = "flaky.csv"
     size = None
+    version = None
 
     def __init__(self, data: bytes, cut: int, breaks: int) -> None:
         self.data, self.cut, self.breaks = data, cut, breaks

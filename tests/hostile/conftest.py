@@ -38,6 +38,7 @@ UPLOAD_MAX_BYTES = 1 << 20
 WEBHOOK_ALLOWED_HOSTS = "127.0.0.2"
 MAX_BODY = 4 << 20  # a record bigger than this is itself a failure (an unbounded result)
 EXECUTORS = 2
+SPLIT_SIZE = 1 << 20  # files over 1 MiB are summed in parts: every case holds for them too
 
 # The good task run after every case: its sums are known to the last digit.
 GOOD_CSV = (
@@ -113,6 +114,7 @@ class Corpus:
             WEBHOOK_ALLOWED_HOSTS=WEBHOOK_ALLOWED_HOSTS,
             OUTBOX_GRACE="600",  # the long-poll case keeps an unpublished record queued
             S3_ALLOWED_BUCKETS=self.bucket,
+            SPLIT_SIZE=str(SPLIT_SIZE),
         )
         self.executors.append(service)
         return service

@@ -102,6 +102,7 @@ class FileCase:
     bound: float = 10.0  # seconds from POST to the finished task
     options: dict = field(default_factory=dict)  # header, delimiter
     idle_after: bool = False  # the executors' CPU must stop growing once it has ended
+    split: bool = False  # the task must have been split into parts
 
 
 NOT_A_NUMBER = r"line 2, column 10: .*not a number"
@@ -265,6 +266,37 @@ FILE_CASES = [
         files.link_to_another_clients_upload,
         failed(r"another client's upload"),
     ),
+    # Split tasks (issue 16): files over the corpus's SPLIT_SIZE (1 MiB) are summed in parts.
+    FileCase(  # part boundaries fall inside the long cell: its line is its first part's
+        "part-boundaries-inside-a-3-mib-line",
+        files.repeated(
+            (NAMES + (NINE + "1\n") * 50000 + "x" * 100).encode(),
+            b"y",
+            3 * MiB,
+            ("," + NINE[:-1] + "\n" + (NINE + "2\n") * 50000).encode(),
+        ),
+        done(100_001, (10, "j", 150_009)),
+        split=True,
+    ),
+    FileCase(  # a part starts inside quotes: the task is summed again as one stream
+        "quoted-newlines-across-part-boundaries",
+        files.repeated(
+            (NAMES + (NINE + "1\n") * 50000 + '"').encode(),
+            b"quoted\n",
+            3 * MiB,
+            ('",2,3,4,5,6,7,8,9,5\n' + (NINE + "2\n") * 50000).encode(),
+        ),
+        done(100_001, (10, "j", 150_005)),
+        split=True,
+    ),
+    FileCase(  # found by a later part: the line is counted in the file
+        "bad-cell-in-a-later-part",
+        files.repeated(
+            NAMES.encode(), (NINE + "1\n").encode(), 20 * 157_286, (NINE + "x\n").encode()
+        ),
+        failed(r"^line 157288, column 10: 'x' is not a number$"),
+        split=True,
+    ),
     FileCase("missing-file", files.nothing, failed(r"file not found")),
     FileCase("a-directory", files.directory, failed(r"is a directory")),
 ]
@@ -294,7 +326,9 @@ def file_case(corpus: Corpus, case: FileCase) -> None:
     def body() -> None:
         case.make(path)
         source = {"storage": "local", "path": path.name, **case.options}
-        check_task(corpus, source, case.outcomes, case.bound)
+        task = check_task(corpus, source, case.outcomes, case.bound)
+        if case.split:
+            assert task["parts"]["total"] > 1, "not split"
         if case.idle_after:
             time.sleep(1)
             busy = corpus.cpu_growth(3)
