@@ -20,30 +20,14 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
-from stack import ROOT, free_port, stack
+from stack import ROOT, cpu_seconds, free_port, stack
 
 from colsum.settings import Settings
 
 DATA = ROOT / "bench" / "data"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def cpu_seconds(master: int) -> float:
-    """CPU time (user + system) a gunicorn master and its workers have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:  # a process that ended meanwhile
-            continue
-        pid, ppid = int(stat.parent.name), int(fields[1])
-        if master in (pid, ppid):
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 def wrk(url: str, seconds: int, connections: int, server: int) -> dict[str, float]:

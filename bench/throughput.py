@@ -22,12 +22,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 
 import pika
 import redis
 import requests
-from stack import ROOT, stack
+from stack import ROOT, cpu_seconds, stack
 
 DATA = ROOT / "bench" / "data"
 
@@ -35,19 +34,6 @@ DATA = ROOT / "bench" / "data"
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process and its children have used so far."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:  # a process that ended meanwhile
-            continue
-        if pid in (int(stat.parent.name), int(fields[1])):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def server_pid(name: str) -> int | None:
