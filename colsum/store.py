@@ -790,16 +790,22 @@ class TaskStore:
 
     def _quickly(self, *commands: tuple[str, ...]) -> list[Any]:
         """The answers to `commands`, sent in one round trip on this thread's own connection,
-        without redis-py's per-call machinery (command objects, retries, the pool's
-        check-out and event hooks: half of a GET's own CPU under load). For the API's
-        hottest reads only: they give up at the first error, and the caller answers them
-        again the thorough way; the connection still checks its health as the pool's do."""
+        without redis-py's per-call machinery (command objects, retry policies, the pool's
+        check-out and event hooks: half of a GET's own CPU under load). For reads and
+        idempotent writes only: a connection found broken (Redis restarted since its last
+        use) is opened again and the commands sent once more, as redis-py would."""
+        try:
+            return self._round_trip(commands)
+        except redis.ConnectionError:
+            return self._round_trip(commands)
+
+    def _round_trip(self, commands: tuple[tuple[str, ...], ...]) -> list[Any]:
         connection = self._own_connection()
         try:
             connection.send_packed_command([_resp(commands)])
             return [connection.read_response() for _ in commands]
         except BaseException:
-            connection.disconnect()  # half-read answers must not reach the next call
+            connection.disconnect()  # the next use opens it again; no half-read answers
             raise
 
     def _own_connection(self) -> redis.connection.AbstractConnection:
