@@ -561,7 +561,7 @@ local lease = ARGV[3] .. 'lease:' .. ARGV[1]
 if not holds(KEYS[1], lease, ARGV[2]) then return false end
 redis.call('DEL', lease)
 if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[5]) then return 'give up' end
-redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'queued_at', ARGV[4])
 redis.call('ZADD', ARGV[3] .. 'outbox', ARGV[4], ARGV[1])
 return 'retry'
 """
@@ -605,6 +605,35 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, 999)) do
   end
 end
 return found
+"""
+)
+
+
+# KEYS: parts. ARGV: prefix, now (unix s), grace (s), at most (0: none, only the count).
+# As _STALE_QUEUED for parts: {published queued parts (each should have a message in the
+# queue), then those of them that waited `grace` since they were split, put back or last
+# published again, each once per grace}.
+_STALE_QUEUED_PARTS = (
+    _LUA_PARTS
+    + """
+local published, found = 0, {}
+local ids = redis.call('ZRANGE', KEYS[1], 0, 999, 'WITHSCORES')
+for k = 1, #ids, 2 do
+  local id, part = ids[k], ARGV[1] .. 'part:' .. ids[k]
+  local task = ARGV[1] .. 'task:' .. string.match(id, '^(.*):%d+$')
+  local fields = redis.call('HMGET', part, 'status', 'queued_at', 'republished_at')
+  if fields[1] == 'queued' and split_status(task) == 'running'
+     and redis.call('ZSCORE', ARGV[1] .. 'outbox', id) == false then
+    published = published + 1
+    local since = math.max(tonumber(ids[k + 1]), tonumber(fields[2] or '0'),
+                           tonumber(fields[3] or '0'))
+    if #found < tonumber(ARGV[4]) and tonumber(ARGV[2]) - since >= tonumber(ARGV[3]) then
+      redis.call('HSET', part, 'republished_at', ARGV[2])
+      table.insert(found, id)
+    end
+  end
+end
+return {published, found}
 """
 )
 
@@ -714,6 +743,7 @@ class TaskStore:
         self._retry_part = client.register_script(_RETRY_PART)
         self._unsplit = client.register_script(_UNSPLIT)
         self._abandoned_parts = client.register_script(_ABANDONED_PARTS)
+        self._stale_queued_parts = client.register_script(_STALE_QUEUED_PARTS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskStore:
@@ -1060,13 +1090,24 @@ class TaskStore:
 
     @_translated
     def published_queued(self) -> int:
-        """Queued tasks that should have a message in the queue: dispatched, not in the
-        outbox."""
+        """Queued tasks and parts that should have a message in the queue: dispatched or
+        split, not in the outbox."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.dispatched)
             pipe.zcard(self.keys.outbox)
             dispatched, unpublished = pipe.execute()
-        return dispatched - unpublished
+        return dispatched - unpublished + self._stale_parts(0, 0)[0]
+
+    @_translated
+    def stale_queued_parts(self, grace: float, limit: int) -> list[str]:
+        """As `stale_queued`, for parts: published, queued for `grace` seconds, each once
+        per grace, at most `limit`."""
+        return self._stale_parts(grace, limit)[1]
+
+    def _stale_parts(self, grace: float, limit: int) -> tuple[int, list[str]]:
+        args = [self.prefix, time.time(), grace, limit]
+        published, found = self._stale_queued_parts(keys=[self.keys.parts], args=args)
+        return published, found
 
     @_translated
     def backlogs(self) -> dict[str, int]:

@@ -46,7 +46,7 @@ from colsum.broker import Publisher, Topology
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.s3client import make_client
 from colsum.settings import Settings
-from colsum.store import TaskStore
+from colsum.store import TaskStore, part_of
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,16 @@ class Sweeper:
         if missing <= 0:
             return
         limit = min(missing, REPUBLISH_BATCH)
-        for task_id in self.store.stale_queued(self.settings.queued_grace, limit):
+        grace = self.settings.queued_grace
+        stale = self.store.stale_queued(grace, limit)
+        stale += self.store.stale_queued_parts(grace, limit - len(stale))
+        for some_id in stale:
             log.warning(
-                "task %s has been queued long, its message may be lost; publishing it again",
-                task_id,
+                "%s %s has been queued long, its message may be lost; publishing it again",
+                "part" if part_of(some_id) else "task",
+                some_id,
             )
-            self._publish(task_id)
+            self._publish(some_id)
 
     def _publish(self, task_id: str) -> None:
         self._publisher_().publish(task_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -17,6 +18,7 @@ from colsum.store import part_id
 from colsum.task import LocalSource, S3Source, Task, TaskStatus
 from executor import parts, summing
 from executor.storage import LocalStorage, storages
+from executor.sweeper import Sweeper
 from executor.worker import Worker
 from tests.csvfiles import write_numbers
 
@@ -341,3 +343,26 @@ def test_a_part_that_stops_its_executor_each_time_fails_its_task(settings, store
     assert store.fail(part_id(task.id, 1), reason)
     failed = store.get(task.id)
     assert (failed.status, failed.error) == (TaskStatus.FAILED, reason)
+
+
+@SPLIT
+def test_parts_whose_messages_were_lost_are_published_again_once_per_grace(
+    settings, store, channel, worker
+):
+    task = split_only(settings, store, worker)
+    total = store.get(task.id).parts_total
+    assert store.published_queued() == total  # every part has its message
+    channel.queue_purge(settings.amqp_queue)  # an operator's mistake, or lost broker data
+    within_grace = Sweeper(dataclasses.replace(settings, queued_grace=300), store)
+    within_grace.sweep()
+    within_grace.close()
+    assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 0
+    sweep = Sweeper(dataclasses.replace(settings, queued_grace=0.2), store)
+    time.sleep(0.3)
+    sweep.sweep()
+    sweep.sweep()  # nothing is missing any more: no more copies
+    assert sorted(run_published(settings, channel, worker)) == sorted(
+        part_id(task.id, index) for index in range(total)
+    )
+    assert store.get(task.id).status is TaskStatus.DONE
+    sweep.close()
