@@ -22,6 +22,7 @@ from decimal import Decimal
 import pytest
 import requests
 
+from colsum import broker
 from colsum import store as task_store
 from colsum.broker import Publisher, Topology
 from colsum.store import TaskStore
@@ -527,6 +528,33 @@ def test_a_task_that_reached_the_queue_another_way_is_refused_by_the_executor(
         assert ended["status"] == "failed" and re.search(pattern, ended["error"]), ended
 
     run(corpus, body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"garbage", b'{"id": 5}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["not-json", "id-not-text", "nested-100000-deep"],
+)
+def test_a_message_in_the_queue_that_is_not_a_task_is_dropped(corpus: Corpus, body: bytes):
+    """Whoever may publish to the exchange: what is not a task message is dropped at once,
+    costing no executor a reconnection (nor itself a round of redeliveries)."""
+    seen = {id(service): len(service.log) for service in corpus.executors}
+
+    def since() -> str:
+        return "".join(s.log[seen.get(id(s), 0) :] for s in corpus.executors)
+
+    def case() -> None:
+        connection = broker.connect(corpus.settings.amqp_url)
+        try:
+            connection.channel().basic_publish(
+                corpus.settings.amqp_exchange, broker.ROUTING_KEY, body
+            )
+        finally:
+            connection.close()
+        wait_for(lambda: "dropping a message" in since())
+        assert "unexpected error" not in since(), since()[-2000:]
+
+    run(corpus, case)
 
 
 def test_one_clients_flood_does_not_hold_up_another_clients_task(corpus: Corpus):
