@@ -16,11 +16,13 @@ import functools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import redis
+from redis.commands.core import Script
 
 from colsum import fair_queue, jsoncodec
 from colsum.errors import StoreUnavailable, TooManyQueued
@@ -666,12 +668,17 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-def _resp(commands: tuple[tuple[str, ...], ...]) -> bytes:
-    """Commands of text arguments in Redis's wire format (RESP arrays of bulk strings)."""
+def _resp(commands: tuple[tuple[str | int | float, ...], ...]) -> bytes:
+    """Commands in Redis's wire format (RESP arrays of bulk strings); numbers are written
+    as redis-py writes them."""
     out = []
     for command in commands:
         out.append(b"*%d\r\n" % len(command))
         for argument in command:
+            if not isinstance(argument, str):
+                if isinstance(argument, bool) or not isinstance(argument, int | float):
+                    raise TypeError(f"not a Redis argument: {argument!r}")
+                argument = repr(argument)
             data = argument.encode()
             out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
@@ -766,8 +773,8 @@ class TaskStore:
         pairs = [item for pair in task.to_redis().items() for item in pair]
         rank = fair_queue.RANKS[task.priority]
         args = [task.id, time.time(), self.prefix, task.client, rank, max_queued]
-        dispatched = self._create(
-            keys=[self.keys.task(task.id)], args=[*args, *self._dispatch_args(), *pairs]
+        dispatched = self._run(
+            self._create, [self.keys.task(task.id)], [*args, *self._dispatch_args(), *pairs]
         )
         if dispatched == -1:
             raise TooManyQueued(
@@ -780,7 +787,7 @@ class TaskStore:
     def dispatch(self) -> list[str]:
         """Dispatch the tasks there is room for now (see colsum.fair_queue); their ids,
         in the outbox, to be published."""
-        return self._dispatch(keys=[], args=[self.prefix, *self._dispatch_args()])
+        return self._run(self._dispatch, [], [self.prefix, *self._dispatch_args()])
 
     @property
     def prefix(self) -> str:
@@ -818,7 +825,7 @@ class TaskStore:
             record = dict(zip(record[::2], record[1::2], strict=True))
         return _task(record, raw_result=True)
 
-    def _quickly(self, *commands: tuple[str, ...]) -> list[Any]:
+    def _quickly(self, *commands: tuple[str | int | float, ...]) -> list[Any]:
         """The answers to `commands`, sent in one round trip on this thread's own connection,
         without redis-py's per-call machinery (command objects, retry policies, the pool's
         check-out and event hooks: half of a GET's own CPU under load). For reads and
@@ -829,7 +836,19 @@ class TaskStore:
         except redis.ConnectionError:
             return self._round_trip(commands)
 
-    def _round_trip(self, commands: tuple[tuple[str, ...], ...]) -> list[Any]:
+    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """`script(keys, args)` the quick way (`_quickly`), for the scripts every task runs;
+        loaded first if Redis does not know it (restarted empty, or SCRIPT FLUSH). Sent
+        once more after a broken connection, as redis-py's retries would."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            (reply,) = self._quickly(command)
+        except redis.exceptions.NoScriptError:
+            self.redis.script_load(script.script)
+            (reply,) = self._quickly(command)
+        return reply
+
+    def _round_trip(self, commands: tuple[tuple[str | int | float, ...], ...]) -> list[Any]:
         connection = self._own_connection()
         try:
             connection.send_packed_command([_resp(commands)])
@@ -843,10 +862,10 @@ class TaskStore:
         worker); a forked process takes its own."""
         mine = getattr(self._local, "connection", None)
         if mine is None or mine[0] != os.getpid():
-            mine = self._local.connection = (
-                os.getpid(),
-                self.redis.connection_pool.get_connection(),
-            )
+            pool = self.redis.connection_pool
+            mine = self._local.connection = (os.getpid(), pool.get_connection())
+            # Back to the pool once the thread is gone (a pool's threads come and go).
+            weakref.finalize(threading.current_thread(), pool.release, mine[1])
         return mine[1]
 
     @_translated
@@ -903,7 +922,7 @@ class TaskStore:
         died, and the new one takes over.
         """
         args = [task_id, now(), executor, attempt, int(lease * 1000), self.prefix]
-        reply = self._claim(keys=[self.keys.task(task_id)], args=args)
+        reply = self._run(self._claim, [self.keys.task(task_id)], args)
         if not isinstance(reply, list):
             return None
         if reply[0] == "held":
@@ -938,7 +957,7 @@ class TaskStore:
     ) -> TaskStatus | None:
         pairs = [str(item) for pair in fields.items() for item in pair]
         args = [task_id, status.value, now(), self.record_ttl, self.prefix, holder, *pairs]
-        previous = self._finish(keys=[self.keys.task(task_id)], args=args)
+        previous = self._run(self._finish, [self.keys.task(task_id)], args)
         return TaskStatus(previous) if previous else None
 
     @_translated

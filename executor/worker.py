@@ -25,6 +25,7 @@ import contextlib
 import enum
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -69,6 +70,9 @@ PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running tas
 STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
 
 
+Work = tuple[Callable[[], None], Future[None]]
+
+
 class Outcome(enum.Enum):
     """What becomes of a message once its task has been handled."""
 
@@ -84,6 +88,40 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     claimed: threading.Event = field(default_factory=threading.Event)  # progress from then on
     stats: ReadStats = field(default_factory=ReadStats)
+
+
+class Runner:
+    """Runs the executor's tasks one after another on a thread that outlives them: starting
+    a thread per task cost a tiny task more than its sum. A task still running when the
+    next one comes (told to stop, it did not: a stuck read) keeps its thread, and the next
+    gets a new one. Daemon threads: on a cold stop the process exits without waiting for
+    them; the task's message has been handed back by then."""
+
+    def __init__(self) -> None:
+        self._inbox: queue.SimpleQueue[Work | None] | None = None
+        self._last: Future[None] | None = None
+
+    def run(self, work: Callable[[], None]) -> Future[None]:
+        if self._inbox is None or (self._last is not None and not self._last.done()):
+            if self._inbox is not None:
+                self._inbox.put(None)  # that thread ends once its task returns
+            self._inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(self._inbox,), daemon=True).start()
+        future: Future[None] = Future()
+        self._inbox.put((work, future))
+        self._last = future
+        return future
+
+    @staticmethod
+    def _serve(inbox: queue.SimpleQueue[Work | None]) -> None:
+        while (job := inbox.get()) is not None:
+            work, future = job
+            try:
+                work()
+            except BaseException as error:
+                future.set_exception(error)
+            else:
+                future.set_result(None)
 
 
 class Worker:
@@ -105,6 +143,7 @@ class Worker:
         self._last_beat = -HEARTBEAT_INTERVAL
         self._shown: str | None = None  # the current task as the registry last showed it
         self.metrics_port: int | None = None
+        self._runner = Runner()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -364,23 +403,18 @@ class Worker:
     def _start_thread(
         self, connection: pika.BlockingConnection, task_id: str, attempt: int, job: Job
     ) -> Future[None]:
-        future: Future[None] = Future()
-
         def work() -> None:
+            threading.current_thread().name = f"task-{task_id}"
             logs.TASK_ID.set(task_id)
-            try:
-                self.process(task_id, attempt, job.cancel, job.stats, job.claimed)
-                future.set_result(None)
-            except BaseException as error:
-                future.set_exception(error)
-            finally:
-                # Wakes process_data_events at once instead of at its next time limit.
-                with contextlib.suppress(*broker.CONNECTION_ERRORS):
-                    connection.add_callback_threadsafe(lambda: None)
+            self.process(task_id, attempt, job.cancel, job.stats, job.claimed)
 
-        # A daemon thread: on a cold stop the process exits without waiting for it; the
-        # task's message has been handed back by then.
-        threading.Thread(target=work, name=f"task-{task_id}", daemon=True).start()
+        def wake(_: Future[None]) -> None:
+            """Wakes process_data_events at once instead of at its next time limit."""
+            with contextlib.suppress(*broker.CONNECTION_ERRORS):
+                connection.add_callback_threadsafe(lambda: None)
+
+        future = self._runner.run(work)
+        future.add_done_callback(wake)
         return future
 
     def _on_dead_letter(

@@ -3,7 +3,12 @@ records leave behind."""
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
+import uuid
+
+import pytest
 
 from colsum.store import Held
 from colsum.task import LocalSource, Task, TaskStatus
@@ -135,3 +140,28 @@ def test_pruning_deletes_a_hash_without_an_id(store):
     store.redis.hdel(store.keys.task(ghost.id), "id")
     assert store.prune(limit=10) == 2  # from everyone's index and its client's
     assert not store.redis.exists(store.keys.task(ghost.id))
+
+
+def test_a_script_redis_does_not_know_is_loaded_and_run(store):
+    """As after a Redis restarted empty: the scripts every task runs go the quick way,
+    which must load them itself."""
+    script = store.redis.register_script(f"return ARGV[1] -- {uuid.uuid4()}")  # never sent
+    assert store._run(script, [], ["hello"]) == "hello"
+    assert store._run(script, [], [1.5]) == "1.5"
+
+
+def test_a_quick_argument_that_redis_py_would_refuse_is_refused(store):
+    for argument in (None, True, b"bytes"):
+        with pytest.raises(TypeError):
+            store._quickly(("ECHO", argument))
+
+
+def test_a_thread_that_ends_gives_its_quick_connection_back(store):
+    pool = store.redis.connection_pool
+    thread = threading.Thread(target=store._quickly, args=(("PING",),))
+    thread.start()
+    thread.join()
+    in_use = len(pool._in_use_connections)
+    del thread
+    gc.collect()
+    assert len(pool._in_use_connections) == in_use - 1

@@ -16,7 +16,7 @@ from colsum import store as task_store
 from colsum.errors import SourceChanged
 from colsum.task import LocalSource, Task, TaskStatus, instant
 from executor.storage import storages
-from executor.worker import Worker
+from executor.worker import Runner, Worker
 from tests.conftest import HEADER, ROW, finished, slow_source, wait_for
 
 
@@ -349,3 +349,31 @@ def test_a_dead_letter_that_cannot_be_recorded_is_kept_for_later(settings, redis
     channel, method = _Channel(), type("Method", (), {"delivery_tag": 7})()
     worker._on_dead_letter(channel, method, None, broker.encode("0" * 32))  # raises nothing
     assert channel.acked == []  # RabbitMQ delivers it again after the reconnection
+
+
+def test_tasks_one_after_another_run_on_one_thread():
+    runner = Runner()
+    threads = []
+    for _ in range(3):
+        runner.run(lambda: threads.append(threading.current_thread())).result(timeout=5)
+    assert len(set(threads)) == 1
+    assert threads[0] is not threading.current_thread()
+
+
+def test_a_task_that_does_not_stop_keeps_its_thread_and_the_next_gets_another():
+    runner, release = Runner(), threading.Event()
+    stuck = runner.run(lambda: release.wait(10))
+    threads = []
+    runner.run(lambda: threads.append(threading.current_thread())).result(timeout=5)
+    assert not stuck.done()
+    release.set()
+    stuck.result(timeout=5)
+    runner.run(lambda: threads.append(threading.current_thread())).result(timeout=5)
+    assert threads[0] is threads[1]
+
+
+def test_what_a_task_raises_reaches_its_future_and_the_thread_goes_on():
+    runner = Runner()
+    with pytest.raises(ValueError, match="boom"):
+        runner.run(lambda: int("boom")).result(timeout=5)
+    assert runner.run(lambda: None).result(timeout=5) is None
