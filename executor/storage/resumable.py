@@ -103,19 +103,20 @@ class ResumableReader(io.RawIOBase):
         self._stream: Stream | None = None
         self._failing_since: float | None = None
         self._failed_time = 0.0  # seconds spent in failed attempts and waits, all streaks
+        # Made once: a tiny file's two reads spent more building it than reading.
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(policy.attempts) | self._budget_spent,
+            wait=wait_exponential_jitter(multiplier=0.1, jitter=0.2, max=policy.max_wait),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.policy.attempts) | self._budget_spent,
-            wait=wait_exponential_jitter(multiplier=0.1, jitter=0.2, max=self.policy.max_wait),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        count = retrying(self._read_into, buffer)
+        count = self._retrying(self._read_into, buffer)
         if self._failing_since is not None:
             self._failed_time += time.monotonic() - self._failing_since
             self._failing_since = None
