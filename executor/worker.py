@@ -70,9 +70,6 @@ PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running tas
 STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
 
 
-Work = tuple[Callable[[], None], Future[None]]
-
-
 class Outcome(enum.Enum):
     """What becomes of a message once its task has been handled."""
 
@@ -88,6 +85,9 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     claimed: threading.Event = field(default_factory=threading.Event)  # progress from then on
     stats: ReadStats = field(default_factory=ReadStats)
+
+
+Work = tuple[Callable[[], None], Future[None]]  # what Runner's thread runs, and its outcome
 
 
 class Runner:
