@@ -7,7 +7,8 @@ Python threads when it is missing, which cost more CPU) from `--clients` connect
 backend of 4 gunicorn workers with 2 executors; a task's latency is its record's
 finished_at - created_at. The bare loop: one process publishes as many messages, each
 waiting for its confirm, to 2 consumer processes (prefetch 1, manual ack, one Redis HSET).
-Both on the same 2 cores as the client, which costs them alike.
+Both on the same 2 cores as the client, which costs them alike. Then the executors alone:
+the tasks are POSTed first, and 2 executors started after empty the backlog.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def colsum(tasks: int, clients: int) -> tuple[float, list[float], float, dict[st
         started = time.perf_counter()
         post_all(running.api, tasks, clients)
         posting = time.perf_counter() - started
-        while requests.get(f"{running.api}/tasks/active", timeout=10).json()["active"]:
+        while active(running.api):
             time.sleep(0.01)
         seconds = time.perf_counter() - started
         used = {name: sum(map(cpu_seconds, pids)) - before[name] for name, pids in parts.items()}
@@ -75,8 +76,32 @@ def colsum(tasks: int, clients: int) -> tuple[float, list[float], float, dict[st
     return len(keys) / seconds, latencies, len(keys) / posting, cost
 
 
-def post_all(api: str, tasks: int, clients: int) -> None:
-    if shutil.which("wrk"):
+def drain(tasks: int, clients: int) -> tuple[int, float, float]:
+    """The executors alone: a backlog of `tasks` tiny tasks is POSTed before they start,
+    then emptied by 2 of them. Its size, tasks/s, and their CPU microseconds a task."""
+    with stack(DATA, WEB_CONCURRENCY="4") as running:
+        post_all(running.api, tasks, clients, exactly=True)
+        running.start_executor()
+        running.start_executor()
+        running.wait_for_executors()
+        pids = [process.pid for process in running.executors]
+        backlog = active(running.api)  # the few done while they registered are not counted
+        before = sum(map(cpu_seconds, pids))
+        started = time.perf_counter()
+        while active(running.api):
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+        used = sum(map(cpu_seconds, pids)) - before
+    return backlog, backlog / seconds, used * 1e6 / backlog
+
+
+def active(api: str) -> int:
+    return requests.get(f"{api}/tasks/active", timeout=10).json()["active"]
+
+
+def post_all(api: str, tasks: int, clients: int, exactly: bool = False) -> None:
+    """About `tasks` POSTs with wrk (it runs for a time), or `exactly` that many."""
+    if shutil.which("wrk") and not exactly:
         # wrk runs for a time, not a count: long enough for about `tasks` at 800 POST/s.
         seconds = max(1, round(tasks / 800))
         script = str(ROOT / "bench" / "post.lua")
@@ -157,6 +182,7 @@ def main() -> None:
         consume(args.consume[0])
         return
     rate, latencies, posts, cost = colsum(args.tasks, args.clients)
+    backlog, drained, executor_cost = drain(args.tasks, args.clients)
     rows = {
         "bare pika loop (confirms, prefetch 1, ack, 1 Redis write)": bare_loop(args.tasks),
         "Colsum via HTTP (POST -> done)": (rate, latencies),
@@ -175,6 +201,8 @@ def main() -> None:
     lines += [
         "",
         f"The backend alone accepted {posts:.0f} POST /tasks a second meanwhile.",
+        f"The executors alone emptied a backlog of {backlog} of them at {drained:.0f} tasks/s,",
+        f"with {executor_cost:,.0f} us of their CPU a task (HTTP out of the measure).",
         "",
         "CPU time a Colsum task cost, by part (from /proc; Redis's and RabbitMQ's count",
         "whatever else they served meanwhile):",
