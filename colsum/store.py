@@ -243,10 +243,12 @@ return redis.call('HGETALL', KEYS[1])
 )
 
 # KEYS: task. ARGV: id, status, finished_at, seconds to keep the record, prefix, holder,
-# then field, value, ... Returns the status the task had if it was active (queued or
-# running) and is now finished; else false. A `holder` (an executor; '' for anyone) may
-# finish only a running task claimed by it whose lease no other executor has taken: an
-# executor that lost its task never overwrites the outcome of the one that took it over.
+# '1' to dispatch then what its place lets in, the dispatch arguments, then field,
+# value, ... Returns the status the task had if it was active (queued or running) and is
+# now finished, followed by the tasks dispatched; else false. A `holder` (an executor; ''
+# for anyone) may finish only a running task claimed by it whose lease no other executor
+# has taken: an executor that lost its task never overwrites the outcome of the one that
+# took it over.
 _FINISH = (
     fair_queue.LUA
     + _LUA_MOVE
@@ -261,7 +263,7 @@ if ARGV[6] ~= '' then
   local lease = redis.call('GET', prefix .. 'lease:' .. ARGV[1])
   if lease and lease ~= ARGV[6] then return false end
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 12))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local client = redis.call('HGET', KEYS[1], 'client')
 move(prefix, ARGV[1], status, ARGV[2], redis.call('HGET', KEYS[1], 'seq'), client)
@@ -275,7 +277,13 @@ if redis.call('HEXISTS', KEYS[1], 'callback_url') == 1 then
   redis.call('HSET', KEYS[1], 'webhook_status', 'pending', 'webhook_attempts', 0)
   redis.call('ZADD', prefix .. 'webhooks', tonumber(now[1]) + tonumber(now[2]) / 1e6, ARGV[1])
 end
-return status
+local out = {status}
+if ARGV[7] == '1' then
+  for _, id in ipairs(dispatch(prefix, tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), ARGV[11])) do
+    out[#out + 1] = id
+  end
+end
+return out
 """
 )
 
@@ -938,27 +946,43 @@ class TaskStore:
         False if the task had finished already (a redelivered message) or is no longer
         the holder's: nothing changes."""
         fields = {"result": jsoncodec.dumps(result), **extra}
-        return self._finish_as(task_id, TaskStatus.DONE, fields, holder) is not None
+        return self._finish_as(task_id, TaskStatus.DONE, fields, holder)[0] is not None
+
+    def complete_and_dispatch(
+        self, task_id: str, result: dict[str, Any], holder: str = "", **extra: int
+    ) -> list[str] | None:
+        """`complete`, and in the same round trip dispatch what the task's place lets in
+        (colsum.fair_queue): the ids to publish; None if nothing changed."""
+        fields = {"result": jsoncodec.dumps(result), **extra}
+        previous, dispatched = self._finish_as(task_id, TaskStatus.DONE, fields, holder, True)
+        return dispatched if previous is not None else None
 
     def fail(self, task_id: str, error: str, holder: str = "", **extra: int) -> bool:
         """Record a failure; a part's (its time limit, its dead letter) fails its task."""
         if part_of(task_id):
             task_id, holder, extra = owner(task_id), "", {}
         fields = {"error": error, **extra}
-        return self._finish_as(task_id, TaskStatus.FAILED, fields, holder) is not None
+        return self._finish_as(task_id, TaskStatus.FAILED, fields, holder)[0] is not None
 
     def cancel(self, task_id: str) -> TaskStatus | None:
         """Cancel a queued or running task; the status it had, or None if it had finished."""
-        return self._finish_as(task_id, TaskStatus.CANCELLED, {})
+        return self._finish_as(task_id, TaskStatus.CANCELLED, {})[0]
 
     @_translated
     def _finish_as(
-        self, task_id: str, status: TaskStatus, fields: dict[str, Any], holder: str = ""
-    ) -> TaskStatus | None:
+        self,
+        task_id: str,
+        status: TaskStatus,
+        fields: dict[str, Any],
+        holder: str = "",
+        dispatch: bool = False,
+    ) -> tuple[TaskStatus | None, list[str]]:
+        """The status the task had (None: nothing changed), and the tasks dispatched."""
         pairs = [str(item) for pair in fields.items() for item in pair]
-        args = [task_id, status.value, now(), self.record_ttl, self.prefix, holder, *pairs]
-        previous = self._run(self._finish, [self.keys.task(task_id)], args)
-        return TaskStatus(previous) if previous else None
+        args = [task_id, status.value, now(), self.record_ttl, self.prefix, holder]
+        args += [int(dispatch), *self._dispatch_args(), *pairs]
+        reply = self._run(self._finish, [self.keys.task(task_id)], args)
+        return (TaskStatus(reply[0]), reply[1:]) if reply else (None, [])
 
     @_translated
     def progress(self, task_id: str, holder: str, **fields: int) -> TaskStatus | None:

@@ -144,6 +144,7 @@ class Worker:
         self._shown: str | None = None  # the current task as the registry last showed it
         self.metrics_port: int | None = None
         self._runner = Runner()
+        self._ready: list[str] | None = None  # dispatched with the last result, to publish
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -269,14 +270,17 @@ class Worker:
         log.info("task %s: handed back to the queue", task_id)
 
     def _dispatch(self, returns: BlockingChannel) -> None:
-        """Publish what the fair queue lets into the queue now (colsum/fair_queue.py). A
-        task RabbitMQ refuses stays in the outbox, for the sweeper."""
+        """Publish what the fair queue lets into the queue now (colsum/fair_queue.py), or
+        what the last task's result dispatched already. A task RabbitMQ refuses stays in
+        the outbox, for the sweeper."""
 
         def publish(task_id: str) -> None:
             broker.publish(returns, self.topology, task_id)
 
+        ready, self._ready = self._ready, None
         try:
-            fair_queue.publish_all(self.store.dispatch(), publish, self.store.published)
+            dispatched = self.store.dispatch() if ready is None else ready
+            fair_queue.publish_all(dispatched, publish, self.store.published)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
             log.warning("RabbitMQ refused a dispatched task (%r); the sweeper retries", error)
 
@@ -471,7 +475,11 @@ class Worker:
             if result is None:  # split: its parts finish it
                 self.store.release_lease(task_id, self.name)
                 return
-            recorded = self.store.complete(task.id, result, holder=self.name, **stats.to_record())
+            ready = self.store.complete_and_dispatch(
+                task.id, result, holder=self.name, **stats.to_record()
+            )
+            recorded = ready is not None
+            self._ready = ready  # for the consume loop to publish after the ack
         except TaskInterrupted:
             log.info("task %s: interrupted", task_id)
             metrics.record("interrupted", time.monotonic() - started, stats)

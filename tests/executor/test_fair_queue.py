@@ -44,6 +44,29 @@ def test_a_finished_task_makes_room_for_the_next(store):
     assert run(store, first.id) == [second.id]
 
 
+@pytest.mark.settings(dispatch_window=1)
+def test_a_result_recorded_with_its_dispatch_lets_the_next_in_at_once(store):
+    first, second = task(), task()
+    store.create(first)
+    store.create(second)
+    store.claim(first.id, "executor:1", attempt=1, lease=30)
+    result = {"rows": 0, "columns": []}
+    assert store.complete_and_dispatch(first.id, result, holder="executor:1") == [second.id]
+    assert store.dispatch() == []
+    assert store.get(first.id).status is TaskStatus.DONE
+
+
+@pytest.mark.settings(dispatch_window=1)
+def test_a_result_that_is_not_recorded_dispatches_nothing(store):
+    first, second = task(), task()
+    store.create(first)
+    store.create(second)
+    store.claim(first.id, "executor:1", attempt=1, lease=30)
+    result = {"rows": 0, "columns": []}
+    assert store.complete_and_dispatch(first.id, result, holder="executor:2") is None
+    assert store.backlogs() == {"a": 1}
+
+
 @pytest.mark.settings(dispatch_window=0)
 def test_without_a_window_set_each_live_executor_has_room_for_one(store):
     for name in ("executor:1", "executor:2", "executor:3"):

@@ -239,7 +239,7 @@ def test_a_task_that_raises_while_its_result_is_recorded_fails_and_the_executor_
     settings, store, submit, monkeypatch
 ):
     (settings.data_dir / "a.csv").write_text(HEADER + ROW)
-    record = store.complete
+    record = store.complete_and_dispatch
 
     def complete(task_id, result, **fields):
         if not calls:
@@ -248,7 +248,7 @@ def test_a_task_that_raises_while_its_result_is_recorded_fails_and_the_executor_
         return record(task_id, result, **fields)
 
     calls: list[str] = []
-    monkeypatch.setattr(store, "complete", complete)
+    monkeypatch.setattr(store, "complete_and_dispatch", complete)
     with worker_thread(settings, store) as (_, thread):
         first, second = submit("a.csv"), submit("a.csv")
         failed = wait_for(lambda: finished(store, first))
@@ -256,6 +256,16 @@ def test_a_task_that_raises_while_its_result_is_recorded_fails_and_the_executor_
         assert failed.error.startswith("internal error: ValueError('Exceeds the limit")
         assert wait_for(lambda: finished(store, second)).status is TaskStatus.DONE
         assert thread.is_alive()
+
+
+def test_each_result_lets_the_next_task_in_without_waiting_for_the_sweeper(settings, store, submit):
+    """The next task is dispatched by the script that records a result (one executor: one
+    task in the queue at a time), and published by the executor after its ack."""
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    with worker_thread(settings, store):
+        ids = [submit("a.csv") for _ in range(3)]
+        wait_for(lambda: all(finished(store, task_id) for task_id in ids))
+        assert [store.get(task_id).status for task_id in ids] == [TaskStatus.DONE] * 3
 
 
 def test_an_unexpected_error_in_the_consume_loop_does_not_end_the_executor(settings, store, submit):
