@@ -18,9 +18,10 @@ tasks wait in Redis instead, in one backlog per client:
   when it finishes, so the shares are those of the bytes actually read.
 
 A client alone gets the whole pool; two clients of equal weight get half each; priorities
-reorder a client's own backlog, never its share. Dispatching is one Lua script, run when a
-task is created, after a task finishes, when an executor starts or idles, and by the
-sweeper, so that no task waits on an event that was lost. A dispatcher that dies between
+reorder a client's own backlog, never its share. Dispatching is one Lua function, run in
+the scripts that create a task and record its result, and on its own after any other end
+of a task, when an executor starts or idles, and by the sweeper, so that no task waits on
+an event that was lost. A dispatcher that dies between
 the script and the publish leaves the task in the outbox, which the sweeper publishes.
 """
 
