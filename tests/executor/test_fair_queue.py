@@ -44,12 +44,18 @@ def test_a_finished_task_makes_room_for_the_next(store):
     assert run(store, first.id) == [second.id]
 
 
-@pytest.mark.settings(dispatch_window=1)
-def test_a_result_recorded_with_its_dispatch_lets_the_next_in_at_once(store):
+def running_and_waiting(store: TaskStore) -> tuple[Task, Task]:
+    """A task claimed by executor:1, and one waiting in the backlog behind it (window 1)."""
     first, second = task(), task()
     store.create(first)
     store.create(second)
     store.claim(first.id, "executor:1", attempt=1, lease=30)
+    return first, second
+
+
+@pytest.mark.settings(dispatch_window=1)
+def test_a_result_recorded_with_its_dispatch_lets_the_next_in_at_once(store):
+    first, second = running_and_waiting(store)
     result = {"rows": 0, "columns": []}
     assert store.complete_and_dispatch(first.id, result, holder="executor:1") == [second.id]
     assert store.dispatch() == []
@@ -58,10 +64,7 @@ def test_a_result_recorded_with_its_dispatch_lets_the_next_in_at_once(store):
 
 @pytest.mark.settings(dispatch_window=1)
 def test_a_result_that_is_not_recorded_dispatches_nothing(store):
-    first, second = task(), task()
-    store.create(first)
-    store.create(second)
-    store.claim(first.id, "executor:1", attempt=1, lease=30)
+    first, _ = running_and_waiting(store)
     result = {"rows": 0, "columns": []}
     assert store.complete_and_dispatch(first.id, result, holder="executor:2") is None
     assert store.backlogs() == {"a": 1}
