@@ -1,10 +1,10 @@
-"""`python -m backend`: serve the API with gunicorn on $HOST:$PORT.
+"""`python -m backend`: serve the API with gunicorn on $HOST:$PORT, each worker an event
+loop in front of the Flask app (backend/server.py says why, backend/asgi.py how).
 
-Why gunicorn, measured: granian 2.8 serves this app at twice gunicorn's rate with a third
-of its p99 (bench/api.py's load, 7,500 against 3,800 rps, 10 ms against 28), but it has no
-timeout on a request body: a client that sends its headers and then nothing holds a Python
-thread for good, and four such connections stopped a granian of two threads for over 70 s.
-Here a client silent for CLIENT_IDLE seconds is dropped (`Worker`)."""
+Why not granian, measured: it serves this app about as fast, but has no timeout on a
+request body: a client that sends its headers and then nothing holds a Python thread for
+good, and four such connections stopped a granian of two threads for over 70 s. Here a
+body is read on the event loop, which bounds its silence (backend/asgi.py)."""
 
 import os
 import shutil
@@ -16,48 +16,14 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="colsum-metrics-")
 
-import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.http.errors import NoMoreData
-from gunicorn.workers.gthread import ThreadWorker
 from prometheus_client import multiprocess
 
-from backend import auth, create_app
+from backend import asgi, auth, create_app, server
 from colsum import logs
 from colsum.settings import Settings
-
-# Seconds a client may stay silent in the middle of a request before the backend hangs up.
-CLIENT_IDLE = 10.0
-
-
-class IdleLimitedSocket(socket.socket):
-    """A client connection on which a blocking read gives up after CLIENT_IDLE seconds of
-    silence (or the timeout a view set, as uploads do), as if the client had gone:
-    gunicorn drops a request it was still reading quietly, and a view reading the body
-    finds the TimeoutError behind werkzeug's ClientDisconnected."""
-
-    def setblocking(self, flag: bool) -> None:
-        self.settimeout(CLIENT_IDLE if flag else 0.0)
-
-    def recv(self, size: int, flags: int = 0) -> bytes:
-        try:
-            return super().recv(size, flags)
-        except TimeoutError as error:
-            raise NoMoreData() from error
-
-
-class Worker(ThreadWorker):
-    """gunicorn's gthread worker, but a client that stops sending halfway through its
-    request line, headers or body loses its thread after CLIENT_IDLE seconds: gthread
-    reads a request with blocking reads and no timeout, so a few half-sent requests per
-    thread (slowloris) would hold every thread, /healthz's too, for as long as they like."""
-
-    def enqueue_req(self, conn: Any) -> None:
-        if not isinstance(conn.sock, IdleLimitedSocket):  # a new connection, not kept alive
-            conn.sock = IdleLimitedSocket(fileno=conn.sock.detach())
-        super().enqueue_req(conn)
 
 
 def _forget_worker(_server: Any, worker: Any) -> None:
@@ -73,11 +39,11 @@ class Server(BaseApplication):
     def load_config(self) -> None:
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_workers)
-        # Threads, so that a long poll (GET /tasks/<id>?wait=N, blocked on Redis pub/sub)
-        # holds a thread, not a whole worker; each thread has its own pika connection.
-        # Long polls never hold the last two (backend/tasks.py).
-        self.cfg.set("worker_class", Worker)
-        self.cfg.set("threads", self.settings.web_threads)
+        # Flask runs on WEB_THREADS threads a worker (backend/asgi.py), so that a long poll
+        # (GET /tasks/<id>?wait=N, blocked on Redis pub/sub) holds a thread, not a whole
+        # worker; each thread has its own pika connection. Long polls never hold the last
+        # two (backend/tasks.py).
+        self.cfg.set("worker_class", server.Worker)
         # gunicorn's control socket has one path per user: two backends on a machine
         # (a test run beside `make run`) would fight over it, and nothing here uses it.
         self.cfg.set("control_socket_disable", True)
@@ -86,7 +52,7 @@ class Server(BaseApplication):
         self.cfg.set("loglevel", self.settings.log_level.lower())
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        return asgi.App(create_app(self.settings))
 
 
 def main() -> None:

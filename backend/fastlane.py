@@ -44,13 +44,13 @@ class FastLane:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        body = self._answer(environ) if self.enabled else None
+        body = self.answer(environ) if self.enabled else None
         if body is None:
             return self.inner(environ, start_response)
         start_response("200 OK", [*HEADERS, ("Content-Length", str(len(body)))])
         return [body]
 
-    def _answer(self, environ: dict[str, Any]) -> bytes | None:
+    def answer(self, environ: dict[str, Any]) -> bytes | None:
         if (
             environ["REQUEST_METHOD"] != "GET"
             or environ.get("QUERY_STRING")

@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 
-from backend import auth, uploads, validation
+from backend import asgi, auth, uploads, validation
 from backend.services import Services, services
 from colsum import fair_queue, webhook_targets
 from colsum.errors import BrokerUnavailable, StoreUnavailable, TooManyQueued
@@ -54,7 +54,7 @@ def create():
     _refuse_an_endless_body()
     try:
         body = request.get_json()
-    except ClientDisconnected:  # gone, or silent for too long (backend/__main__.py)
+    except ClientDisconnected:  # gone, or silent for too long (backend/asgi.py)
         abort(400, "the request body did not arrive whole")
     except BadRequest:
         abort(400, _not_json())
@@ -91,10 +91,7 @@ def upload(options: dict[str, object]):
         abort(415, f"send the CSV uncompressed: Content-Encoding {encoding!r} is not supported")
     task_id = uuid.uuid4().hex
     settings = services().settings
-    if connection := request.environ.get("gunicorn.socket"):
-        # Without it a client that stops sending holds this thread for good; gunicorn
-        # sets the socket's mode again for the connection's next request.
-        connection.settimeout(settings.upload_idle_timeout)
+    asgi.allow_idle(request.environ, settings.upload_idle_timeout)
     name = uploads.filename_of(
         request.args.get("filename"), request.headers.get("Content-Disposition")
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
-from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
 
@@ -71,8 +70,6 @@ class Body:
             chunk = self.stream.read(size)
         except (ClientDisconnected, OSError) as error:  # a reset, a stall, a chunk cut off
             raise self.cut_short(stalled=_timed_out(error)) from error
-        except ParseException as error:  # gunicorn's, for a chunk that is not one
-            raise UploadRefused(f"the upload's chunked encoding is broken: {error}") from error
         self.received += len(chunk)
         if self.limit and self.received > self.limit:
             raise too_large(self.limit)

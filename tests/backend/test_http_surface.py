@@ -1,5 +1,5 @@
-"""What a hostile or careless client can send a real backend (gunicorn, gthread), byte for
-byte: every answer is a JSON error or a success, never a 500, never a hang."""
+"""What a hostile or careless client can send a real backend (gunicorn, uvicorn's workers),
+byte for byte: every answer is a JSON error or a success, never a 500, never a hang."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from contextlib import ExitStack
 import pytest
 import requests
 
-# backend.__main__.CLIENT_IDLE; not imported, as importing it sets up this process's metrics.
+# backend.asgi.CLIENT_IDLE and backend.server.HEAD_DEADLINE
 CLIENT_IDLE = 10
+HEAD_DEADLINE = 10
 LOCAL = {"storage": "local", "path": "sample.csv"}
 UNKNOWN = "0" * 32
 ROUTES = [
@@ -102,3 +103,33 @@ def test_half_sent_requests_lose_their_threads_and_never_block_the_backend(backe
         response = requests.get(f"{backend}/healthz", timeout=CLIENT_IDLE + 10)
         assert response.json() == {"status": "ok"}
     assert "Traceback" not in services.started[0].log
+
+
+@pytest.mark.slow
+def test_a_head_not_sent_whole_within_its_deadline_is_hung_up(backend):
+    port = int(backend.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=HEAD_DEADLINE + 10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert sock.recv(1) == b""  # closed by the backend, well before the socket times out
+
+
+def test_a_request_that_is_not_http_is_a_json_400(backend):
+    status, body = exchange(backend, b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n")
+    assert status == 400
+    assert json.loads(body)["error"].startswith("the request is not valid HTTP: ")
+
+
+def test_a_client_that_closes_its_side_after_the_request_still_gets_the_answer(backend):
+    body = json.dumps(LOCAL).encode()
+    request = (
+        b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    host, port = backend.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 202")

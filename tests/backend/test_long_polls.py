@@ -1,4 +1,4 @@
-"""Long polls against a real backend (gunicorn, gthread): however many clients wait, the
+"""Long polls against a real backend (gunicorn, uvicorn workers): however many clients wait, the
 backend keeps threads for every other request."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import requests
 from colsum.store import TaskStore
 from tests.conftest import wait_for
 
-THREADS = 8  # gunicorn's threads per worker (WEB_THREADS' default)
+THREADS = 8  # Flask's threads per worker (WEB_THREADS' default)
 SLOTS = THREADS - 2  # long polls one worker holds at once
 WAITING = THREADS + 4  # more long polls than the worker has threads
 PROMPT = 10  # seconds: far below a long poll's 60, far above any real answer

@@ -1,0 +1,106 @@
+"""The backend as gunicorn's workers serve it: an ASGI app on uvicorn's event loop (see
+backend/server.py), in front of the Flask app.
+
+- The two hottest reads (backend/fastlane.py) are answered on the event loop itself: no
+  thread, no WSGI environ, no Flask.
+- Everything else goes to Flask on a pool of WEB_THREADS threads (backend/bridge.py), as
+  gunicorn's gthread worker ran it before.
+- A request body is read on the event loop, so its silence can be bounded there: a client
+  that stops sending for CLIENT_IDLE seconds (UPLOAD_IDLE_TIMEOUT for an upload) gets a
+  TimeoutError in the thread that reads, and one that goes away a ConnectionResetError,
+  never a quiet end of the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from backend.bridge import Bridge
+
+if TYPE_CHECKING:  # backend.fastlane imports the views, which import allow_idle from here
+    from backend.fastlane import FastLane
+
+# Seconds a client may stay silent in the middle of a request's body before the read fails.
+CLIENT_IDLE = 10.0
+IDLE_KEY = "colsum.idle"  # in the ASGI scope: this request's own limit, if a view set one
+CUT_SHORT = "colsum.cut_short"  # in the ASGI scope: the client closed before the body's end
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class App:
+    def __init__(self, flask_app: Flask) -> None:
+        self.lane: FastLane = flask_app.wsgi_app  # create_app puts the fast lane first
+        threads = flask_app.extensions["colsum"].settings.web_threads
+        self.flask = Bridge(self.lane.inner, threads)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan events (uvicorn is told so) and no WebSockets here
+        if scope["method"] == "GET" and (body := self.lane.answer(_environ(scope))):
+            await send({"type": "http.response.start", "status": 200, "headers": _head(body)})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.flask(scope, _bounded(scope, receive), send)
+
+
+def allow_idle(environ: dict[str, Any], seconds: float) -> None:
+    """Let this request's body stay silent for `seconds` at a time (an upload may wait on
+    a slow disk at the client's end); a no-op under a server that is not this one."""
+    if (scope := environ.get("asgi.scope")) is not None:
+        scope[IDLE_KEY] = seconds
+
+
+def _bounded(scope: Scope, receive: Receive) -> Receive:
+    """`receive` that fails instead of waiting for good, or of ending a body cut short."""
+    cut = False
+
+    async def bounded() -> dict[str, Any]:
+        nonlocal cut
+        if cut:
+            raise ConnectionResetError("the client closed its side before the body's end")
+        try:
+            message = await asyncio.wait_for(receive(), scope.get(IDLE_KEY, CLIENT_IDLE))
+        except TimeoutError:
+            raise TimeoutError("the client sent nothing more") from None
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("the client went away")
+        if scope.get(CUT_SHORT) and not message.get("more_body") and _chunked(scope):
+            # werkzeug finds a body shorter than its Content-Length; a chunked one would
+            # read as whole, so its next read fails instead
+            cut = True
+            return {**message, "more_body": True}
+        return message
+
+    return bounded
+
+
+def _chunked(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+def _environ(scope: Scope) -> dict[str, str]:
+    """The few WSGI keys the fast lane reads."""
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+    }
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            environ["HTTP_AUTHORIZATION"] = value.decode("latin-1")
+        elif name == b"content-length":
+            environ["CONTENT_LENGTH"] = value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            environ["HTTP_TRANSFER_ENCODING"] = value.decode("latin-1")
+    return environ
+
+
+def _head(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]

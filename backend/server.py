@@ -1,0 +1,109 @@
+"""How gunicorn serves the backend: its master forks workers that each run uvicorn's event
+loop (uvloop, and httptools to parse HTTP) with backend/asgi.py's app.
+
+Why not gunicorn's own gthread worker, measured with bench/api.py's load on 2 cores: it
+parses HTTP in Python and hands every request to a thread, 6,000-7,800 rps for
+GET /tasks/<id> at a p99 of 13-17 ms (and 24-34 ms on a busier day); this worker, 14,000
+at 5 ms. uvicorn has no deadline on a request's head, though: `Protocol` adds one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn_worker import UvicornWorker
+
+from backend import asgi
+from colsum import jsoncodec
+
+# Seconds from a request's first byte (or from the connection's opening) to the end of its
+# head: a client that sends its request line or headers slower than that is hung up on.
+HEAD_DEADLINE = 10.0
+
+
+class Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline on each request's head, and a request
+    that is not HTTP answered in JSON, naming the fault, as every other error is. Without
+    the deadline, connections that send half a head (slowloris) stay open for good."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm()  # the first bytes of the next request on a kept-alive connection
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserInvalidMethodError:
+            # RFC 9110, 15.6.2: a method the server does not know is 501, not 400 or 405
+            self._refuse(b"501 Not Implemented", "the request's method is not one HTTP knows")
+        except httptools.HttpParserError as error:
+            if self.cycle is not None and self.cycle.more_body:  # in a chunked body
+                self.send_400_response(f"the request's chunked encoding is broken: {error}")
+            else:
+                self.send_400_response(f"the request is not valid HTTP: {error}")
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()  # no WebSockets here: a plain request
+
+    def eof_received(self) -> bool | None:
+        """A client may close its sending side and still wait for the answer: the
+        connection stays open for it, and a body that had not ended is cut short
+        (backend/asgi.py) rather than read as whole."""
+        if self.cycle is None or self.cycle.response_complete:
+            return None  # nothing left to answer: close
+        if self.cycle.more_body:
+            self.cycle.scope[asgi.CUT_SHORT] = True
+            self.cycle.more_body = False
+            self.cycle.message_event.set()
+        return True
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(b"400 Bad Request", msg)
+
+    def _refuse(self, status: bytes, message: str) -> None:
+        body = jsoncodec.encode({"error": message})
+        self.transport.write(
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
+        )
+        self.transport.close()
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(HEAD_DEADLINE, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        self.transport.close()
+
+
+class Worker(UvicornWorker):
+    """uvicorn's worker for gunicorn; its access log is gunicorn's (ACCESS_LOG). The
+    client's address is the peer's, as under gthread: X-Forwarded-For is not believed."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "uvloop",
+        "http": Protocol,
+        "lifespan": "off",
+        "ws": "none",
+        "proxy_headers": False,
+    }

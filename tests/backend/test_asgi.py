@@ -1,0 +1,108 @@
+"""The ASGI front of the backend (backend/asgi.py), called in process: the hot reads are
+answered without Flask, and a request body that stalls, stops or breaks off fails the read
+that waits for it instead of holding a thread or reading as whole."""
+
+from __future__ import annotations
+
+import asyncio
+
+from backend import asgi
+from colsum import jsoncodec
+from tests.backend.test_fastlane import put
+
+
+def call(app: asgi.App, path: str) -> list[dict]:
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "headers": [],
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        raise AssertionError("a GET's body was read")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def body_scope(*headers: tuple[bytes, bytes], **fields: object) -> dict:
+    return {"type": "http", "headers": list(headers), **fields}
+
+
+def reads(scope: dict, *messages: dict, count: int | None = None) -> list:
+    """What each of `count` (len(messages) + 1) reads of the bounded receive gives: a
+    message or the error it raised."""
+    queue = list(messages)
+
+    async def receive() -> dict:
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(3600)  # the client says nothing more
+
+    async def read_all() -> list:
+        bounded = asgi._bounded(scope, receive)
+        results = []
+        for _ in range(len(messages) + 1 if count is None else count):
+            try:
+                results.append(await bounded())
+            except OSError as error:
+                results.append(error)
+        return results
+
+    return asyncio.run(read_all())
+
+
+def test_a_task_is_read_on_the_event_loop_without_flask(app, store):
+    task = put(store)
+    front = asgi.App(app)
+
+    async def refuse(scope, receive, send) -> None:
+        raise AssertionError(f"Flask answered {scope['path']}")
+
+    front.flask = refuse
+    start, body = call(front, f"/tasks/{task.id}")
+    assert start["status"] == 200
+    assert jsoncodec.loads(body["body"]) == jsoncodec.loads(jsoncodec.encode(task.to_json()))
+    assert dict(start["headers"])[b"content-length"] == b"%d" % len(body["body"])
+
+
+def test_a_task_the_fast_lane_cannot_answer_goes_to_flask(app):
+    front = asgi.App(app)
+    start, *body = call(front, "/tasks/" + "0" * 32)
+    assert start["status"] == 404
+    assert jsoncodec.loads(b"".join(part["body"] for part in body))["error"]
+
+
+def test_a_body_silent_past_its_limit_fails_the_read():
+    scope = body_scope()
+    asgi.allow_idle({"asgi.scope": scope}, 0.05)
+    first, silent = reads(scope, {"type": "http.request", "body": b"ab", "more_body": True})
+    assert first["body"] == b"ab"
+    assert isinstance(silent, TimeoutError)
+
+
+def test_a_client_gone_mid_body_fails_the_read():
+    (gone,) = reads(body_scope(), {"type": "http.disconnect"}, count=1)
+    assert isinstance(gone, ConnectionResetError)
+
+
+def test_a_chunked_body_cut_short_is_read_then_fails_its_next_read():
+    scope = body_scope((b"transfer-encoding", b"chunked"), **{asgi.CUT_SHORT: True})
+    last, after = reads(scope, {"type": "http.request", "body": b"1,2,3\n", "more_body": False})
+    assert last["body"] == b"1,2,3\n" and last["more_body"]
+    assert isinstance(after, ConnectionResetError)
+
+
+def test_a_body_with_a_length_cut_short_ends_for_werkzeug_to_count():
+    scope = body_scope((b"content-length", b"100"), **{asgi.CUT_SHORT: True})
+    (last,) = reads(
+        scope, {"type": "http.request", "body": b"1,2,3\n", "more_body": False}, count=1
+    )
+    assert last == {"type": "http.request", "body": b"1,2,3\n", "more_body": False}
