@@ -14,6 +14,7 @@ backend/server.py), in front of the Flask app.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,14 @@ if TYPE_CHECKING:  # backend.fastlane imports the views, which import allow_idle
 CLIENT_IDLE = 10.0
 IDLE_KEY = "colsum.idle"  # in the ASGI scope: this request's own limit, if a view set one
 CUT_SHORT = "colsum.cut_short"  # in the ASGI scope: the client closed before the body's end
+# Requests a worker holds for Flask at once (each may hold a 64 KiB body read ahead); more
+# are answered 503 at once, as gthread's worker_connections bounded them.
+BACKLOG = 1000
+BUSY = b'{"error": "the backend is busy: try again shortly"}'
+# A fast-lane read slower than this (Redis hung, not down) stalled every request of the
+# worker meanwhile: reads then go through Flask's threads for LANE_PAUSE seconds.
+SLOW_READ = 0.1
+LANE_PAUSE = 10.0
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,15 +48,38 @@ class App:
         self.lane: FastLane = flask_app.wsgi_app  # create_app puts the fast lane first
         threads = flask_app.extensions["colsum"].settings.web_threads
         self.flask = Bridge(self.lane.inner, threads)
+        self.backlog = BACKLOG
+        self.held = 0
+        self.lane_paused_until = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan events (uvicorn is told so) and no WebSockets here
-        if scope["method"] == "GET" and (body := self.lane.answer(_environ(scope))):
+        if scope["method"] == "GET" and (body := self._fast_answer(scope)):
             await send({"type": "http.response.start", "status": 200, "headers": _head(body)})
             await send({"type": "http.response.body", "body": body})
             return
-        await self.flask(scope, _bounded(scope, receive), send)
+        if self.held >= self.backlog:
+            head = [*_head(BUSY), (b"retry-after", b"1")]
+            await send({"type": "http.response.start", "status": 503, "headers": head})
+            await send({"type": "http.response.body", "body": BUSY})
+            return
+        self.held += 1
+        try:
+            await self.flask(scope, _bounded(scope, receive), send)
+        finally:
+            self.held -= 1
+
+    def _fast_answer(self, scope: Scope) -> bytes | None:
+        """The fast lane's answer, read on the loop itself: a Redis round trip is far
+        cheaper than a hand-over to a thread, unless Redis hangs."""
+        started = time.monotonic()
+        if started < self.lane_paused_until:
+            return None
+        body = self.lane.answer(_environ(scope))
+        if time.monotonic() - started > SLOW_READ:
+            self.lane_paused_until = time.monotonic() + LANE_PAUSE
+        return body
 
 
 def allow_idle(environ: dict[str, Any], seconds: float) -> None:

@@ -5,6 +5,9 @@ that waits for it instead of holding a thread or reading as whole."""
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from backend import asgi
 from colsum import jsoncodec
@@ -73,11 +76,35 @@ def test_a_task_is_read_on_the_event_loop_without_flask(app, store):
     assert dict(start["headers"])[b"content-length"] == b"%d" % len(body["body"])
 
 
+def test_after_a_slow_read_reads_go_to_flask_for_a_while(app, store, monkeypatch):
+    task = put(store)
+    front = asgi.App(app)
+    answer = front.lane.answer
+
+    def slow(environ):
+        time.sleep(asgi.SLOW_READ * 1.5)  # Redis hanging
+        return answer(environ)
+
+    monkeypatch.setattr(front.lane, "answer", slow)
+    assert call(front, f"/tasks/{task.id}")[0]["status"] == 200
+    monkeypatch.setattr(front.lane, "answer", lambda environ: pytest.fail("read on the loop"))
+    assert call(front, f"/tasks/{task.id}")[0]["status"] == 200  # by Flask
+
+
 def test_a_task_the_fast_lane_cannot_answer_goes_to_flask(app):
     front = asgi.App(app)
     start, *body = call(front, "/tasks/" + "0" * 32)
     assert start["status"] == 404
     assert jsoncodec.loads(b"".join(part["body"] for part in body))["error"]
+
+
+def test_past_its_backlog_a_worker_answers_503_at_once(app):
+    front = asgi.App(app)
+    front.backlog = 0
+    start, body = call(front, "/healthz")
+    assert start["status"] == 503
+    assert (b"retry-after", b"1") in start["headers"]
+    assert jsoncodec.loads(body["body"]) == {"error": "the backend is busy: try again shortly"}
 
 
 def test_a_body_silent_past_its_limit_fails_the_read():
