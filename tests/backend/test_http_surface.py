@@ -3,6 +3,7 @@ byte for byte: every answer is a JSON error or a success, never a 500, never a h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -111,6 +112,48 @@ def test_a_head_not_sent_whole_within_its_deadline_is_hung_up(backend):
     with socket.create_connection(("127.0.0.1", port), timeout=HEAD_DEADLINE + 10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         assert sock.recv(1) == b""  # closed by the backend, well before the socket times out
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 10_000 + b"\r\n",
+    ],
+    ids=["header", "request-line", "many-headers"],
+)
+def test_a_head_over_64_kib_is_a_json_431(backend, head):
+    assert_431(backend, head)
+
+
+def test_a_head_over_64_kib_behind_a_request_in_work_is_a_json_431(backend):
+    """uvicorn goes on reading the next request while one is in work (a long poll here)."""
+    task = requests.post(f"{backend}/tasks", json=LOCAL, timeout=10).json()["id"]
+    host, port = backend.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /tasks/{task}?wait=5 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # hung up on before the last pieces
+            for _ in range(40):  # the rest in pieces, each read on its own
+                sock.sendall(b"a" * 5000)
+                time.sleep(0.01)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert b"HTTP/1.1 431" in answer
+
+
+def assert_431(backend: str, head: bytes) -> None:
+    """`head` sent whole, the answer read to the end."""
+    host, port = backend.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert b"HTTP/1.1 431" in answer
+    assert b'{"error":"the request\'s line and headers are larger than 64 KiB"}' in answer
 
 
 def test_a_request_that_is_not_http_is_a_json_400(backend):
