@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from backend.bridge import Bridge
+from colsum import jsoncodec
 
 if TYPE_CHECKING:  # backend.fastlane imports the views, which import allow_idle from here
     from backend.fastlane import FastLane
@@ -32,7 +33,7 @@ CUT_SHORT = "colsum.cut_short"  # in the ASGI scope: the client closed before th
 # Requests a worker holds for Flask at once (each may hold a 64 KiB body read ahead); more
 # are answered 503 at once, as gthread's worker_connections bounded them.
 BACKLOG = 1000
-BUSY = b'{"error": "the backend is busy: try again shortly"}'
+BUSY = jsoncodec.encode({"error": "the backend is busy: try again shortly"})
 # A fast-lane read slower than this (Redis hung, not down) stalled every request of the
 # worker meanwhile: reads then go through Flask's threads for LANE_PAUSE seconds.
 SLOW_READ = 0.1

@@ -44,15 +44,18 @@ class FastLane:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        body = self.answer(environ) if self.enabled else None
+        body = self.answer(environ)
         if body is None:
             return self.inner(environ, start_response)
         start_response("200 OK", [*HEADERS, ("Content-Length", str(len(body)))])
         return [body]
 
     def answer(self, environ: dict[str, Any]) -> bytes | None:
+        """The body of the 200 for a read the lane can serve (also on backend/asgi.py's
+        event loop), or None: Flask answers it."""
         if (
-            environ["REQUEST_METHOD"] != "GET"
+            not self.enabled
+            or environ["REQUEST_METHOD"] != "GET"
             or environ.get("QUERY_STRING")
             or environ.get("CONTENT_LENGTH", "0") not in ("", "0")
             or "HTTP_TRANSFER_ENCODING" in environ

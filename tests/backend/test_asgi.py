@@ -91,6 +91,20 @@ def test_after_a_slow_read_reads_go_to_flask_for_a_while(app, store, monkeypatch
     assert call(front, f"/tasks/{task.id}")[0]["status"] == 200  # by Flask
 
 
+@pytest.mark.settings(rate_limit="1000/second")
+def test_with_rate_limits_reads_go_to_flask(app, store):
+    task = put(store)
+    front = asgi.App(app)
+    routed = []
+
+    async def flask(scope, receive, send) -> None:
+        routed.append(scope["path"])
+
+    front.flask = flask
+    call(front, f"/tasks/{task.id}")
+    assert routed == [f"/tasks/{task.id}"]
+
+
 def test_a_task_the_fast_lane_cannot_answer_goes_to_flask(app):
     front = asgi.App(app)
     start, *body = call(front, "/tasks/" + "0" * 32)
