@@ -5,6 +5,7 @@ With CI=true a service that does not answer fails the run; elsewhere its tests a
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import resource
@@ -37,6 +38,21 @@ from tests.slowsource import SlowSource
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """schemathesis gives the test of every API operation one node id, and pytest-xdist
+    then ran the first of them alone (2 of 30 under make test). Each gets its own, from
+    its name (which holds the operation); tests that still share an id stop the run."""
+    for item in items:
+        if getattr(item, "operation_label", None) and not item.nodeid.endswith(item.name):
+            if hasattr(item, "_id"):  # pytest 9 keeps the id in parts
+                item._id = item.parent.id.child(item.name)
+            else:
+                item._nodeid = f"{item.parent.nodeid}::{item.name}"
+    counts = collections.Counter(item.nodeid for item in items)
+    if shared := sorted(nodeid for nodeid, count in counts.items() if count > 1):
+        raise pytest.UsageError(f"tests that share a node id (xdist runs one of each): {shared}")
 
 
 def _unavailable(message: str) -> None:
