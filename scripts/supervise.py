@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from colsum.settings import Settings
 
@@ -44,7 +45,18 @@ class Child:
 
 
 def say(message: str) -> None:
-    print(f"supervise: {message}", file=sys.stderr, flush=True)
+    emit(sys.stderr, f"supervise: {message}\n".encode())
+
+
+def emit(stream: TextIO, data: bytes) -> None:
+    """Write, even once the reader is gone: with `make run | tee log`, Ctrl-C ends tee
+    first, and a BrokenPipeError here would leave every process running."""
+    try:
+        stream.buffer.write(data)
+        stream.flush()
+    except BrokenPipeError:
+        # Into /dev/null from now on, the flush at exit included.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def read_procfile(path: Path) -> list[tuple[str, str]]:
@@ -160,11 +172,9 @@ class Supervisor:
                 self.selector.unregister(key.fileobj)
                 data = b"\n" if child.pending else b""
             *lines, child.pending = (child.pending + data).split(b"\n")
-            for line in lines:
-                width = max(len(c.name) for c in self.children)
-                prefix = f"{time.strftime('%H:%M:%S')} {child.name:<{width}} | "
-                sys.stdout.buffer.write(prefix.encode() + line + b"\n")
-            sys.stdout.flush()
+            width = max(len(c.name) for c in self.children)
+            prefix = f"{time.strftime('%H:%M:%S')} {child.name:<{width}} | ".encode()
+            emit(sys.stdout, b"".join(prefix + line + b"\n" for line in lines))
         return bool(ready)
 
 

@@ -153,6 +153,28 @@ def test_a_process_that_exits_stops_the_others_and_gives_its_code(tmp_path, code
     assert run.returncode == code
 
 
+def test_ctrl_c_stops_every_process_though_the_reader_of_the_output_is_gone(tmp_path):
+    """`make run | tee log`, then Ctrl-C: tee ends first, and what supervise prints next
+    meets a broken pipe."""
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(
+        "talks: exec sh -c 'while :; do echo tick; sleep 0.05; done'\n"
+        f"stays: echo $$ > {tmp_path}/stays.pid; exec sleep 60\n"
+    )
+    command = [sys.executable, "scripts/supervise.py", "-f", str(procfile), "--grace", "5"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    pid_file = tmp_path / "stays.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    process.stdout.close()  # tee is gone
+    time.sleep(0.5)  # a few ticks meet the broken pipe
+
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
 def test_the_backend_listens_where_make_run_says(settings, make_run):
     _, output, api = make_run()
     wait_for(lambda: "Colsum is up" in output.text, timeout=60)
