@@ -35,9 +35,11 @@ CUT_SHORT = "colsum.cut_short"  # in the ASGI scope: the client closed before th
 BACKLOG = 1000
 BUSY = jsoncodec.encode({"error": "the backend is busy: try again shortly"})
 # A fast-lane read slower than this (Redis hung, not down) stalled every request of the
-# worker meanwhile: reads then go through Flask's threads for LANE_PAUSE seconds.
+# worker meanwhile: reads then go through Flask's threads for LANE_PAUSE seconds. And one
+# gives up after LANE_TIMEOUT, not after the pool's 10 s.
 SLOW_READ = 0.1
 LANE_PAUSE = 10.0
+LANE_TIMEOUT = 1.0
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -52,6 +54,7 @@ class App:
         self.backlog = BACKLOG
         self.held = 0
         self.lane_paused_until = 0.0
+        self.lane.found.store.hurry(LANE_TIMEOUT)  # built on the thread that runs the loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -3,14 +3,17 @@ records leave behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import socket
 import threading
 import time
 import uuid
 
 import pytest
 
-from colsum.store import Held
+from colsum.errors import StoreUnavailable
+from colsum.store import Held, TaskStore
 from colsum.task import LocalSource, Task, TaskStatus
 
 
@@ -165,3 +168,17 @@ def test_a_thread_that_ends_gives_its_quick_connection_back(store):
     del thread
     gc.collect()
     assert len(pool._in_use_connections) == in_use - 1
+
+
+def test_a_hurried_thread_gives_up_on_a_redis_that_hangs(settings):
+    """An event loop's reads (backend/asgi.py) must not wait the pool's 10 s."""
+    with socket.socket() as hanging:  # connections wait in its backlog; nothing answers
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen()
+        url = f"redis://127.0.0.1:{hanging.getsockname()[1]}/0"
+        store = TaskStore.from_settings(dataclasses.replace(settings, redis_url=url))
+        store.hurry(0.2)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.show(uuid.uuid4().hex)
+        assert time.monotonic() - started < 3
