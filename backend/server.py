@@ -10,6 +10,8 @@ to 14,000 at 5-10 ms. uvicorn puts no bound on a request's head, though: `Protoc
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any, ClassVar
 
 import httptools
@@ -140,3 +142,15 @@ class Worker(UvicornWorker):
         "ws": "none",
         "proxy_headers": False,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.timeout_notify = 1.0  # callback_notify each second, as gthread's loop
+
+    async def callback_notify(self) -> None:
+        """gunicorn's own workers leave once their master is gone (killed, say); uvicorn's
+        would serve on for good, holding the port the next start needs."""
+        if os.getppid() != self.ppid:
+            self.log.info("Parent changed, shutting down: %s", self)
+            os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful stop
+        self.notify()

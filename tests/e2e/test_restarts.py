@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -137,3 +138,24 @@ def test_a_task_keeps_its_executor_when_the_broker_drops_the_connection_mid_task
         assert done.executor == first.executor
     finally:
         proxy.close()
+
+
+def test_a_backend_worker_leaves_when_its_master_is_killed(services):
+    """Else it serves on, and holds the port the next start needs."""
+    backend = urlsplit(services.backend(WEB_CONCURRENCY="1"))
+    master = services.started[0].process
+    (worker,) = [
+        int(pid)
+        for pid in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    ]
+
+    master.kill()
+    master.wait()
+
+    wait_for(lambda: not Path(f"/proc/{worker}").exists() or _zombie(worker), timeout=10)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{backend.netloc}/healthz", timeout=5)
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
