@@ -2,7 +2,8 @@
 backend/server.py), in front of the Flask app.
 
 - The two hottest reads (backend/fastlane.py) are answered on the event loop itself: no
-  thread, no WSGI environ, no Flask.
+  thread, no WSGI environ, no Flask. So is a plain `POST /tasks` decided, then recorded on
+  a thread without Flask (it may wait for RabbitMQ).
 - Everything else goes to Flask on a pool of WEB_THREADS threads (backend/bridge.py), as
   gunicorn's gthread worker ran it before.
 - A request body is read on the event loop, so its silence can be bounded there: a client
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from backend.bridge import Bridge
+from backend.bridge import Body, Bridge
 from colsum import jsoncodec
+from colsum.task import Task
 
 if TYPE_CHECKING:  # backend.fastlane imports the views, which import allow_idle from here
     from backend.fastlane import FastLane
@@ -70,7 +72,11 @@ class App:
             return
         self.held += 1
         try:
-            await self.flask(scope, _bounded(scope, receive), send)
+            body = await self.flask.body(scope, _bounded(scope, receive))
+            if scope["method"] == "POST" and (task := self._task_to_create(scope, body)):
+                await self._create(task, send)
+            else:
+                await self.flask.answer(scope, body, send)
         finally:
             self.held -= 1
 
@@ -84,6 +90,21 @@ class App:
         if time.monotonic() - started > SLOW_READ:
             self.lane_paused_until = time.monotonic() + LANE_PAUSE
         return body
+
+    def _task_to_create(self, scope: Scope, body: Body) -> Task | None:
+        if time.monotonic() < self.lane_paused_until:
+            return None  # the client's token may be looked up in Redis
+        return self.lane.task_to_create(_environ(scope), body.whole())
+
+    async def _create(self, task: Task, send: Send) -> None:
+        """The fast lane's POST: on a thread, as it may wait for RabbitMQ's confirm."""
+        loop = asyncio.get_running_loop()
+        status, headers, body = await loop.run_in_executor(self.flask.pool, self.lane.create, task)
+        head = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
 
 
 def allow_idle(environ: dict[str, Any], seconds: float) -> None:
@@ -133,6 +154,8 @@ def _environ(scope: Scope) -> dict[str, str]:
             environ["HTTP_AUTHORIZATION"] = value.decode("latin-1")
         elif name == b"content-length":
             environ["CONTENT_LENGTH"] = value.decode("latin-1")
+        elif name == b"content-type":
+            environ["CONTENT_TYPE"] = value.decode("latin-1")
         elif name == b"transfer-encoding":
             environ["HTTP_TRANSFER_ENCODING"] = value.decode("latin-1")
     return environ

@@ -33,10 +33,17 @@ class Bridge:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="flask")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        body = _Body(loop, receive)
+        await self.answer(scope, await self.body(scope, receive), send)
+
+    async def body(self, scope: Scope, receive: Receive) -> Body:
+        """The request's body, with a small JSON one read ahead."""
+        body = Body(asyncio.get_running_loop(), receive)
         if _small_json(scope):
             await body.read_ahead()
+        return body
+
+    async def answer(self, scope: Scope, body: Body, send: Send) -> None:
+        loop = asyncio.get_running_loop()
         outbox: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
         room = _Room()
         answered = loop.run_in_executor(
@@ -121,7 +128,7 @@ class _Room:
         self.slots.release()  # wakes a thread waiting in take()
 
 
-class _Body(io.RawIOBase):
+class Body(io.RawIOBase):
     """The request body as the thread reads it: what the loop read ahead, then each chunk
     as it arrives, fetched from the loop. An error the loop met (the client silent or
     gone, backend/asgi.py) is raised after the bytes that did arrive."""
@@ -143,6 +150,10 @@ class _Body(io.RawIOBase):
         except OSError as error:
             self.more, self.error = False, error
         self.chunk = memoryview(bytes(data))
+
+    def whole(self) -> bytes | None:
+        """The whole body, if it was read ahead without a fault and nothing is read yet."""
+        return None if self.more or self.error is not None else self.chunk.tobytes()
 
     def readable(self) -> bool:
         return True
@@ -174,7 +185,7 @@ def _small_json(scope: Scope) -> bool:
     return kind.startswith(b"application/json") and length.isdigit() and int(length) <= SMALL_BODY
 
 
-def _environ(scope: Scope, body: _Body) -> dict[str, Any]:
+def _environ(scope: Scope, body: Body) -> dict[str, Any]:
     """The WSGI environ (PEP 3333) of an ASGI request."""
     server = scope.get("server") or ("localhost", 80)
     environ: dict[str, Any] = {

@@ -35,18 +35,9 @@ def register(app: Flask) -> None:
     def invalid_task(error: pydantic.ValidationError):
         return {"error": describe(error)}, 400
 
-    @app.errorhandler(BrokerUnavailable)
-    @app.errorhandler(StoreUnavailable)
-    def unavailable(error: Exception):
-        log.warning("answering 503: %s", error)
-        message = "the task queue is unavailable; try again shortly"
-        if isinstance(error, StoreUnavailable):
-            message = "the task store is unavailable; try again shortly"
-        return {"error": message}, 503, {"Retry-After": RETRY_AFTER_SECONDS}
-
-    @app.errorhandler(TooManyQueued)
-    def too_many_queued(error: TooManyQueued):
-        return {"error": str(error)}, 429, {"Retry-After": RETRY_AFTER_SECONDS}
+    app.register_error_handler(BrokerUnavailable, answer)
+    app.register_error_handler(StoreUnavailable, answer)
+    app.register_error_handler(TooManyQueued, answer)
 
     @app.errorhandler(UploadNotStored)
     def upload_not_stored(error: UploadNotStored):
@@ -62,6 +53,20 @@ def register(app: Flask) -> None:
     def internal_error(error: Exception):
         log.exception("unhandled error")
         return {"error": "internal server error"}, 500
+
+
+def answer(
+    error: BrokerUnavailable | StoreUnavailable | TooManyQueued,
+) -> tuple[dict[str, str], int, dict[str, str]]:
+    """The answer to what a request meets in Redis or RabbitMQ, from Flask's views and the
+    fast lane alike (backend/fastlane.py)."""
+    retry = {"Retry-After": RETRY_AFTER_SECONDS}
+    if isinstance(error, TooManyQueued):
+        return {"error": str(error)}, 429, retry
+    log.warning("answering 503: %s", error)
+    if isinstance(error, StoreUnavailable):
+        return {"error": "the task store is unavailable; try again shortly"}, 503, retry
+    return {"error": "the task queue is unavailable; try again shortly"}, 503, retry
 
 
 def describe(error: pydantic.ValidationError) -> str:

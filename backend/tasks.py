@@ -139,9 +139,13 @@ def _query_options() -> dict[str, object]:
 
 
 def enqueue(task: Task):
+    return created(services(), task)
+
+
+def created(found: Services, task: Task) -> tuple[dict[str, object], int, dict[str, str]]:
     """Record the task in its client's backlog and publish what the fair queue dispatches:
-    this task if there is room for it, maybe others that waited."""
-    found = services()
+    this task if there is room for it, maybe others that waited. The view's answer, also
+    given by the fast lane (backend/fastlane.py)."""
     dispatched = found.store.create(task, found.settings.max_queued_per_client)
     if task.id in dispatched:  # first: if RabbitMQ is down, this request is the one to fail
         dispatched.remove(task.id)
@@ -151,16 +155,16 @@ def enqueue(task: Task):
             # The client gets no id, so nobody would ever look at this record again.
             found.store.discard(task.id)
             raise
-        _published(task.id)
-    _publish(dispatched)
+        _published(found, task.id)
+    _publish(found, dispatched)
     return task.to_json(), 202, {"Location": f"/tasks/{task.id}"}
 
 
-def _published(task_id: str) -> None:
+def _published(found: Services, task_id: str) -> None:
     # Had this process died before here, the sweeper would publish the task again; so it
     # does if this write fails. The task exists and will run: the client must learn its id.
     try:
-        services().store.published(task_id)
+        found.store.published(task_id)
     except StoreUnavailable as error:
         log.warning(
             "task %s is published, but stays in the outbox (%s): the sweeper will publish "
@@ -170,12 +174,14 @@ def _published(task_id: str) -> None:
         )
 
 
-def _publish(dispatched: list[str]) -> None:
+def _publish(found: Services, dispatched: list[str]) -> None:
     """Publish tasks of other requests that the fair queue dispatched on this one; if
     RabbitMQ fails now, they wait in the outbox for the sweeper, and this request still
     succeeds: its own task is recorded."""
     try:
-        fair_queue.publish_all(dispatched, services().publisher.publish, _published)
+        fair_queue.publish_all(
+            dispatched, found.publisher.publish, lambda task_id: _published(found, task_id)
+        )
     except BrokerUnavailable as error:
         log.warning("dispatched tasks wait in the outbox for the sweeper: %s", error)
 
@@ -276,5 +282,5 @@ def cancel(task_id: str):
         abort(
             409, f"task {task_id} is {task.status}; only queued or running tasks can be cancelled"
         )
-    _publish(store.dispatch())  # the cancelled task may have made room for another
+    _publish(services(), store.dispatch())  # the cancelled task may have made room for another
     return _found(task_id, lambda: store.get(task_id)).to_json()

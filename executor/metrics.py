@@ -29,10 +29,13 @@ def serve(port: int) -> int:
 
 
 def record(outcome: str, seconds: float | None, stats) -> None:
+    """Once per task: each update takes a lock, so what is zero is not counted."""
     TASKS.labels(outcome).inc()
     if seconds is not None:
         DURATION.observe(seconds)
     BYTES.observe(stats.bytes_read)
     ROWS.inc(stats.rows_read)
-    RETRIES.inc(max(0, stats.attempts - 1))
-    RESUMES.inc(stats.resumes)
+    if stats.attempts > 1:
+        RETRIES.inc(stats.attempts - 1)
+    if stats.resumes:
+        RESUMES.inc(stats.resumes)

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,8 @@ BUSY_HEARTBEAT_INTERVAL = 1.0  # ... and of a busy one, so its current task show
 HEARTBEAT_TTL = EXECUTOR_TTL  # ...after which a silent one counts as gone
 PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running task
 STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
+# Seconds between two answers to RabbitMQ while a task runs: far below its heartbeat timeout.
+ANSWER_INTERVAL = 0.5
 
 
 class Outcome(enum.Enum):
@@ -137,6 +140,7 @@ class Worker:
         self._stop_deadline: float | None = None
         self._in_hand: Future[None] | None = None
         self._lost: Exception | None = None  # the broker connection, lost during a task
+        self._answered = time.monotonic()  # when RabbitMQ was last answered during a task
         self._started_at = now_stamp()
         self._current: str | None = None
         self._done = self._failed = 0
@@ -305,7 +309,7 @@ class Worker:
         """Run the task on its thread and watch it until it ends."""
         job = Job()
         self._lost = None
-        self._in_hand = self._start_thread(connection, task_id, attempt, job)
+        self._in_hand = self._start_thread(task_id, attempt, job)
         self._beat_quietly()
         started = time.monotonic()
         renewed = reported = started
@@ -392,34 +396,30 @@ class Worker:
             self._answer_broker(connection, 0.1)
 
     def _answer_broker(self, connection: pika.BlockingConnection, seconds: float) -> None:
-        """Answer RabbitMQ (heartbeats, dead letters) for `seconds` while a task runs. Once
-        the connection is lost, just wait: the task goes on to its end with its lease
-        renewed, or its redelivered message would let another executor take it over."""
-        if self._lost is None:
-            try:
-                connection.process_data_events(time_limit=seconds)
-                return
-            except broker.CONNECTION_ERRORS as error:
-                log.warning("lost RabbitMQ (%r); following the task in hand to its end", error)
-                self._lost = error
-        time.sleep(seconds)
+        """Wait up to `seconds` for the task in hand to end, then answer RabbitMQ
+        (heartbeats, dead letters) if it has not been answered for ANSWER_INTERVAL. A tiny
+        task ends before that: its executor does not poll RabbitMQ while it runs, nor needs
+        waking when it ends. Once the connection is lost, just wait: the task goes on to its
+        end with its lease renewed, or its redelivered message would let another executor
+        take it over."""
+        futures.wait([self._in_hand], timeout=seconds)
+        now = time.monotonic()
+        if self._lost is not None or now - self._answered < ANSWER_INTERVAL:
+            return
+        self._answered = now
+        try:
+            connection.process_data_events(time_limit=0)
+        except broker.CONNECTION_ERRORS as error:
+            log.warning("lost RabbitMQ (%r); following the task in hand to its end", error)
+            self._lost = error
 
-    def _start_thread(
-        self, connection: pika.BlockingConnection, task_id: str, attempt: int, job: Job
-    ) -> Future[None]:
+    def _start_thread(self, task_id: str, attempt: int, job: Job) -> Future[None]:
         def work() -> None:
             threading.current_thread().name = f"task-{task_id}"
             logs.TASK_ID.set(task_id)
             self.process(task_id, attempt, job.cancel, job.stats, job.claimed)
 
-        def wake(_: Future[None]) -> None:
-            """Wakes process_data_events at once instead of at its next time limit."""
-            with contextlib.suppress(*broker.CONNECTION_ERRORS):
-                connection.add_callback_threadsafe(lambda: None)
-
-        future = self._runner.run(work)
-        future.add_done_callback(wake)
-        return future
+        return self._runner.run(work)
 
     def _on_dead_letter(
         self, channel: BlockingChannel, method: Any, properties: Any, body: bytes

@@ -34,6 +34,14 @@ class LocalStorage:
         self.root = root
         self.policy = policy or RetryPolicy()
         self.scope = scope or Scope(root)
+        # DATA_DIR and the clients' folders, resolved: the operator's, not a client's, so
+        # once each (a resolution costs a system call per part of the path, every task).
+        self._real: dict[Path, str] = {}
+
+    def real(self, root: Path) -> str:
+        if (found := self._real.get(root)) is None:
+            found = self._real[root] = os.path.realpath(root)
+        return found
 
     def open(
         self,
@@ -49,9 +57,14 @@ class LocalStorage:
             own = self.scope.root(client)
         except ValueError as error:
             raise PermanentError(str(error)) from None
-        path = (own / source.path).resolve()
+        path = Path(os.path.realpath(own / source.path))
         file = LocalFile(
-            path, source.path, own, self.scope.root_label(client), self._refusal(client)
+            path,
+            source.path,
+            own,
+            self.scope.root_label(client),
+            self._refusal(client),
+            self.real(own),
         )
         file.check(path)
         file.pin(version)
@@ -61,14 +74,23 @@ class LocalStorage:
     def _refusal(self, client: str) -> Callable[[Path], str | None]:
         """Why the client may not read the file that really is at a path (resolved), if
         that is another client's upload."""
-        data_dir = Path(os.path.realpath(self.root))
+        data_dir = self.real(self.root)
 
         def refusal(real: Path) -> str | None:
-            if not real.is_relative_to(data_dir):
+            below = _below(str(real), data_dir)
+            if below is None:
                 return None  # outside the task's root as well: refused as such
-            return self.scope.local_refusal(real.relative_to(data_dir).as_posix(), client)
+            return self.scope.local_refusal(below, client)
 
         return refusal
+
+
+def _below(path: str, root: str) -> str | None:
+    """`path` relative to `root` (both real, absolute), or None if it is not inside."""
+    if path == root:
+        return "."
+    inside = root.rstrip(os.sep) + os.sep
+    return path[len(inside) :] if path.startswith(inside) else None
 
 
 class LocalFile:
@@ -81,12 +103,14 @@ class LocalFile:
         root: Path,
         root_label: str = "DATA_DIR",
         refusal: Callable[[Path], str | None] | None = None,
+        real_root: str | None = None,
     ) -> None:
         self.path = path
         self.name = name
         self.root = root
         self.root_label = root_label
         self.refusal = refusal
+        self.real_root = real_root or os.path.realpath(root)
         self._version: tuple[int, int, int] | None = None
         self.size: int | None = None
 
@@ -103,7 +127,7 @@ class LocalFile:
 
     def check(self, real: Path) -> None:
         """Refuse a file that really is outside the root, or another client's upload."""
-        if not real.is_relative_to(Path(os.path.realpath(self.root))):
+        if _below(str(real), self.real_root) is None:
             raise PermanentError(f"{self.name} leads outside {self.root_label}")
         if self.refusal is not None and (refused := self.refusal(real)):
             raise PermanentError(f"{self.name}: {refused}")

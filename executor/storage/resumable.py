@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,24 +104,41 @@ class ResumableReader(io.RawIOBase):
         self._stream: Stream | None = None
         self._failing_since: float | None = None
         self._failed_time = 0.0  # seconds spent in failed attempts and waits, all streaks
-        # Made once: a tiny file's two reads spent more building it than reading.
-        self._retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(policy.attempts) | self._budget_spent,
-            wait=wait_exponential_jitter(multiplier=0.1, jitter=0.2, max=policy.max_wait),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        self._retrying: Retrying | None = None  # made at the first failure: most never fail
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        count = self._retrying(self._read_into, buffer)
+        """A read that fails is retried with tenacity; one that does not never enters it
+        (a tiny file's reads spent more in tenacity's machinery than in reading)."""
+        try:
+            return self._read_into(buffer)
+        except TransientError as error:
+            failed = [error]
+
+        def attempt() -> int:
+            if failed:
+                raise failed.pop()  # the read above, as tenacity's first attempt
+            return self._read_into(buffer)
+
+        count = self._retry(attempt)
         if self._failing_since is not None:
             self._failed_time += time.monotonic() - self._failing_since
             self._failing_since = None
         return count
+
+    def _retry(self, attempt: Callable[[], int]) -> int:
+        if self._retrying is None:
+            policy = self.policy
+            self._retrying = Retrying(
+                retry=retry_if_exception_type(TransientError),
+                stop=stop_after_attempt(policy.attempts) | self._budget_spent,
+                wait=wait_exponential_jitter(multiplier=0.1, jitter=0.2, max=policy.max_wait),
+                before_sleep=self._log_retry,
+                reraise=True,
+            )
+        return self._retrying(attempt)
 
     def _read_into(self, buffer) -> int:
         if self._stream is None:

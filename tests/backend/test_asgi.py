@@ -97,10 +97,10 @@ def test_with_rate_limits_reads_go_to_flask(app, store):
     front = asgi.App(app)
     routed = []
 
-    async def flask(scope, receive, send) -> None:
+    async def answer(scope, body, send) -> None:
         routed.append(scope["path"])
 
-    front.flask = flask
+    front.flask.answer = answer
     call(front, f"/tasks/{task.id}")
     assert routed == [f"/tasks/{task.id}"]
 
@@ -147,3 +147,49 @@ def test_a_body_with_a_length_cut_short_ends_for_werkzeug_to_count():
         scope, {"type": "http.request", "body": b"1,2,3\n", "more_body": False}, count=1
     )
     assert last == {"type": "http.request", "body": b"1,2,3\n", "more_body": False}
+
+
+def post(app: asgi.App, body: bytes, content_type: bytes = b"application/json") -> list[dict]:
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/tasks",
+        "query_string": b"",
+        "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))],
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_task_is_created_without_flask(app, store):
+    front = asgi.App(app)
+
+    async def refuse(scope, body, send) -> None:
+        raise AssertionError("Flask answered")
+
+    front.flask.answer = refuse
+    start, body = post(front, b'{"storage": "local", "path": "a.csv"}')
+    assert start["status"] == 202
+    created = jsoncodec.loads(body["body"])
+    assert (b"location", f"/tasks/{created['id']}".encode()) in start["headers"]
+    assert store.get(created["id"]).status == "queued"
+
+
+def test_a_post_the_lane_does_not_take_reaches_flask_whole(app):
+    front = asgi.App(app)
+    start, *body = post(front, b'{"storage": "local", "path": "a.csv"')
+    assert start["status"] == 400
+    answer = jsoncodec.loads(b"".join(part["body"] for part in body))
+    assert answer == {"error": "the request body is not valid JSON"}

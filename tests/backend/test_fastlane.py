@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from colsum import jsoncodec
 from colsum.task import LocalSource, Task, TaskStatus
 from tests.backend.test_auth import ADMIN, auth_on, bearer, new_client
 
@@ -171,3 +172,108 @@ def test_a_result_kept_as_stored_text_is_served_as_the_decoded_one_would_be(stor
     raw = Task.from_redis(record, raw_result=True).to_json()
     decoded = Task.from_redis(record).to_json()
     assert jsoncodec.dumps(raw) == jsoncodec.dumps(decoded)
+
+
+# -- POST /tasks ---------------------------------------------------------------------------
+
+TASK = {"storage": "local", "path": "a.csv", "priority": "high"}
+
+
+def posted(app, client, enabled: bool, **kwargs):
+    """(status, headers, JSON) of a POST /tasks, by the lane or by Flask alone."""
+    app.wsgi_app.enabled = enabled
+    try:
+        response = client.post("/tasks", **kwargs)
+    finally:
+        app.wsgi_app.enabled = True
+    return response.status_code, response.headers, response.get_json()
+
+
+def test_a_task_is_created_without_flask(app, client, store, monkeypatch):
+    flask_unused(app, monkeypatch)
+    status, headers, created = posted(app, client, True, json=TASK)
+    assert status == 202
+    assert headers["Location"] == f"/tasks/{created['id']}"
+    assert store.get(created["id"]).source.path == "a.csv"
+
+
+def test_a_task_created_by_the_lane_reads_as_one_flask_created(app, client):
+    fast = posted(app, client, True, json=TASK)
+    slow = posted(app, client, False, json=TASK)
+    assert fast[0] == slow[0] == 202
+    assert fast[1]["Content-Type"] == slow[1]["Content-Type"] == "application/json"
+    assert int(fast[1]["Content-Length"]) == len(jsoncodec.encode(fast[2]))
+    varying = {"id", "created_at", "queued_at", "queued_for"}
+    assert fast[2].keys() == slow[2].keys()
+    assert {k: v for k, v in fast[2].items() if k not in varying} == {
+        k: v for k, v in slow[2].items() if k not in varying
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"json": {"storage": "local"}},  # the spec refuses it
+        {"json": {"storage": "local", "path": "../etc/passwd"}},  # the task model does
+        {"json": {"storage": "local", "path": "a.csv", "header": "yes"}},
+        {"data": b'{"storage": "local", "path": "a.csv"', "content_type": "application/json"},
+        {"data": b"\xff", "content_type": "application/json"},
+        {"json": [TASK]},
+        {"json": {**TASK, "callback_url": "http://127.0.0.1/hook"}},
+        {"data": b"a,b\n1,2\n", "content_type": "text/csv"},
+        {"data": b"{}", "content_type": "text/plain"},
+    ],
+)
+def test_a_post_the_lane_does_not_take_gets_flasks_answer(app, client, store, kwargs):
+    fast, slow = posted(app, client, True, **kwargs), posted(app, client, False, **kwargs)
+    assert fast[0] == slow[0]
+    if fast[0] == 202:
+        assert fast[2]["status"] == slow[2]["status"] == "queued"
+    else:
+        assert fast[2] == slow[2]
+
+
+def test_a_post_with_a_query_goes_to_flask(app, client, monkeypatch):
+    flask_unused(app, monkeypatch)
+    with pytest.raises(AssertionError, match="Flask answered"):
+        client.post("/tasks?priority=low", json={"storage": "local", "path": "a.csv"})
+
+
+@pytest.mark.settings(max_queued_per_client=1)
+def test_the_lane_refuses_a_task_past_the_clients_limit_as_flask_does(app, client, store):
+    assert posted(app, client, True, json=TASK)[0] == 202
+    fast, slow = posted(app, client, True, json=TASK), posted(app, client, False, json=TASK)
+    assert fast[0] == slow[0] == 429
+    assert fast[2] == slow[2]
+    assert fast[1]["Retry-After"] == slow[1]["Retry-After"]
+
+
+def test_the_lane_answers_503_when_redis_is_down(app, client, monkeypatch):
+    from colsum.errors import StoreUnavailable
+
+    def down(*_args, **_kwargs):
+        raise StoreUnavailable("Redis is unavailable")
+
+    monkeypatch.setattr(app.extensions["colsum"].store, "create", down)
+    fast, slow = posted(app, client, True, json=TASK), posted(app, client, False, json=TASK)
+    assert fast[0] == slow[0] == 503
+    assert fast[2] == slow[2]
+
+
+@auth_on
+def test_with_tokens_the_lane_records_the_callers_client(app, client, store, monkeypatch):
+    acme = new_client(client, "acme")
+    flask_unused(app, monkeypatch)
+    status, _, created = posted(app, client, True, json=TASK, headers=bearer(acme))
+    assert (status, created["client"]) == (202, "acme")
+    with pytest.raises(AssertionError, match="Flask answered"):  # a 401 is Flask's
+        client.post("/tasks", json=TASK, headers=bearer("wrong"))
+
+
+def test_a_task_created_by_the_lane_is_counted_as_flask_counts_it(app, client):
+    from backend.metrics import REQUESTS, TASKS_CREATED
+
+    series = REQUESTS.labels("POST", "/tasks", "202")
+    before = series._value.get(), TASKS_CREATED._value.get()
+    posted(app, client, True, json=TASK)
+    assert (series._value.get(), TASKS_CREATED._value.get()) == (before[0] + 1, before[1] + 1)

@@ -83,7 +83,7 @@ UPLOAD = "0123456789abcdef0123456789abcdef.csv"
 @pytest.fixture
 def acme(monkeypatch) -> str:
     """Requests come from the client `acme` (as its token would say)."""
-    monkeypatch.setattr("backend.auth.current_client", lambda: "acme")
+    monkeypatch.setattr("backend.auth.identify", lambda *_: ("acme", False))
     return "acme"
 
 

@@ -105,6 +105,22 @@ def test_a_broken_stream_is_resumed_where_it_broke_with_no_byte_twice_or_missing
     assert (stats.attempts, stats.resumes, stats.bytes_read) == (5, 4, len(data))
 
 
+def test_a_retry_is_logged_under_the_readers_label_from_the_first_attempt(caplog):
+    file = FlakyFile(b"x" * 100, cut=40, breaks=1)
+    with io.BufferedReader(ResumableReader(file, FAST, ReadStats(), "task abc"), 30) as stream:
+        assert stream.read() == b"x" * 100
+    (retry,) = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert retry.startswith("task abc: reading ")
+    assert "failed at byte 40 (attempt 1)" in retry
+
+
+def test_a_local_files_reader_carries_the_label_it_was_opened_with(tmp_path: Path):
+    (tmp_path / "a.csv").write_bytes(b"1,2\n")
+    source = LocalSource(path="a.csv")
+    with LocalStorage(tmp_path).open(source, ReadStats(), "task abc") as stream:
+        assert stream.raw.label == "task abc"
+
+
 def test_failures_in_a_row_beyond_the_attempts_give_up_with_the_transient_error():
     file = FlakyFile(b"x" * 100, cut=0, breaks=10)
     reader = ResumableReader(file, FAST, ReadStats(), "test")
