@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -214,7 +214,8 @@ return 0
 """
 )
 
-# KEYS: task. ARGV: id, started_at, executor, attempt, lease ms, prefix.
+# KEYS: task. ARGV: id, started_at, executor, attempt, lease ms, prefix, then the ids of
+# tasks published, to take out of the outbox.
 # Returns the record when the caller now holds the task; else its status (nil if unknown),
 # or {'held', holder, lease ms left} while another executor's lease on it lasts. Taking
 # the task clears `republished_at`: should this claimant vanish too, the sweeper may
@@ -223,10 +224,11 @@ _CLAIM = (
     fair_queue.LUA
     + _LUA_MOVE
     + """
+local prefix = ARGV[6]
+if #ARGV > 6 then redis.call('ZREM', prefix .. 'outbox', unpack(ARGV, 7)) end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return nil end
 if status ~= 'queued' and status ~= 'running' then return status end
-local prefix = ARGV[6]
 local lease = prefix .. 'lease:' .. ARGV[1]
 local holder = redis.call('GET', lease)
 if holder and holder ~= ARGV[3] then return {'held', holder, redis.call('PTTL', lease)} end
@@ -802,11 +804,11 @@ class TaskStore:
         return self.keys.prefix
 
     @_translated
-    def published(self, task_id: str) -> None:
-        """Out of the outbox: RabbitMQ confirmed the task's message. Once per task on the
+    def published(self, *task_ids: str) -> None:
+        """Out of the outbox: RabbitMQ confirmed the tasks' messages. Once per task on the
         busiest paths, and harmless to miss (the claim takes it out too), so read the
         quick way."""
-        self._quickly(("ZREM", self.keys.outbox, task_id))
+        self._quickly(("ZREM", self.keys.outbox, *task_ids))
 
     @_translated
     def unpublished(self, older_than: float) -> list[str]:
@@ -930,16 +932,24 @@ class TaskStore:
             pipe.execute()
 
     @_translated
-    def claim(self, task_id: str, executor: str, attempt: int, lease: float) -> Task | Held | None:
+    def claim(
+        self,
+        task_id: str,
+        executor: str,
+        attempt: int,
+        lease: float,
+        published: Sequence[str] = (),
+    ) -> Task | Held | None:
         """Mark a task running and held by `executor` for `lease` seconds; return it, or
         None if it is unknown or finished already, or Held while another executor's lease
-        on it lasts.
+        on it lasts. Takes the `published` tasks out of the outbox on the way: the
+        executor's own `published`, without a round trip of its own.
 
         A `running` task can be claimed again once its lease lapsed: its message was
         redelivered (or published again by the sweeper) because the executor that held it
         died, and the new one takes over.
         """
-        args = [task_id, now(), executor, attempt, int(lease * 1000), self.prefix]
+        args = [task_id, now(), executor, attempt, int(lease * 1000), self.prefix, *published]
         reply = self._run(self._claim, [self.keys.task(task_id)], args)
         if not isinstance(reply, list):
             return None

@@ -21,6 +21,7 @@ else; while Redis does not answer, the executor does not consume.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -71,6 +72,9 @@ PROGRESS_INTERVAL = 0.5  # seconds between two progress reports of a running tas
 STOP_TASK_WAIT = 5.0  # seconds a task told to stop has to end before the executor goes on
 # Seconds between two answers to RabbitMQ while a task runs: far below its heartbeat timeout.
 ANSWER_INTERVAL = 0.5
+# Seconds a confirmed task may wait for a claim to take it out of the outbox (it waits
+# OUTBOX_GRACE, 30 s by default, before the sweeper would publish it again).
+MARK_PUBLISHED_AFTER = 1.0
 
 
 class Outcome(enum.Enum):
@@ -149,6 +153,9 @@ class Worker:
         self.metrics_port: int | None = None
         self._runner = Runner()
         self._ready: list[str] | None = None  # dispatched with the last result, to publish
+        # Published and confirmed, to take out of the outbox: with the next claim, or on
+        # their own once they have waited MARK_PUBLISHED_AFTER (a deque: two threads).
+        self._confirmed: collections.deque[tuple[str, float]] = collections.deque()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -196,6 +203,7 @@ class Worker:
                     self._wait_for_task_in_hand()
                     self._sleep(delay)
         finally:
+            self._mark_published()
             self.webhooks.stop()
             self.sweeper.close()
             self.splitter.close()
@@ -227,6 +235,7 @@ class Worker:
                     self.sweeper.maybe_sweep()
                     self._beat()  # raises StoreUnavailable when Redis is gone: stop consuming
                     self._dispatch(returns)
+                    self._mark_published()
                     continue
                 task_id, attempt = self._decode(body, properties)
                 if task_id is None:
@@ -281,12 +290,33 @@ class Worker:
         def publish(task_id: str) -> None:
             broker.publish(returns, self.topology, task_id)
 
+        def confirmed(task_id: str) -> None:
+            self._confirmed.append((task_id, time.monotonic()))
+
         ready, self._ready = self._ready, None
         try:
             dispatched = self.store.dispatch() if ready is None else ready
-            fair_queue.publish_all(dispatched, publish, self.store.published)
+            fair_queue.publish_all(dispatched, publish, confirmed)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
             log.warning("RabbitMQ refused a dispatched task (%r); the sweeper retries", error)
+
+    def _taken_confirmed(self, waited: float = 0.0) -> list[str]:
+        """The confirmed tasks that have waited `waited` seconds, to take out of the
+        outbox now."""
+        taken: list[str] = []
+        now = time.monotonic()
+        with contextlib.suppress(IndexError):  # none left (the other thread took them)
+            while now - self._confirmed[0][1] >= waited:
+                taken.append(self._confirmed.popleft()[0])
+        return taken
+
+    def _mark_published(self, waited: float = 0.0) -> None:
+        """Take confirmed tasks out of the outbox without a claim to carry them: the
+        executor idles, or runs a long task. Missed, the sweeper publishes them again,
+        and a duplicate message finds its task taken."""
+        if taken := self._taken_confirmed(waited):
+            with contextlib.suppress(StoreUnavailable):
+                self.store.published(*taken)
 
     def _decode(self, body: bytes, properties: pika.BasicProperties) -> tuple[str | None, int]:
         try:
@@ -335,6 +365,7 @@ class Worker:
                     return Outcome.HAND_BACK_REDIS_DOWN
                 log.warning("task %s: over its time limit; failed", task_id)
                 return Outcome.ACK
+            self._mark_published(MARK_PUBLISHED_AFTER)
             if not job.claimed.is_set():
                 continue
             try:
@@ -542,7 +573,11 @@ class Worker:
         task to it). Waiting for either keeps the message, so a poison task still counts
         a delivery for each executor it kills."""
         lease = self.settings.lease
-        take = take or (lambda: self.store.claim(task_id, self.name, attempt, lease))
+        take = take or (
+            lambda: self.store.claim(
+                task_id, self.name, attempt, lease, published=self._taken_confirmed()
+            )
+        )
         held: Held | None = None
         while True:
             claim = take()

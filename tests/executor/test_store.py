@@ -24,6 +24,20 @@ def created(store) -> Task:
     return task
 
 
+def in_outbox(store) -> set[str]:
+    return set(store.unpublished(older_than=-60))
+
+
+def test_a_claim_takes_the_tasks_published_meanwhile_out_of_the_outbox(store):
+    task = created(store)
+    second, third = uuid.uuid4().hex, uuid.uuid4().hex
+    store.redis.zadd(store.keys.outbox, {second: time.time(), third: time.time()})
+    store.claim(task.id, "first:1", attempt=1, lease=30, published=[second])
+    assert in_outbox(store) == {third}
+    store.claim("0" * 32, "first:1", attempt=1, lease=30, published=[third])  # unknown
+    assert in_outbox(store) == set()
+
+
 def test_a_running_task_with_a_live_lease_is_not_claimed_by_another_executor(store):
     task = created(store)
     assert store.claim(task.id, "first:1", attempt=1, lease=30).status is TaskStatus.RUNNING

@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -266,6 +267,20 @@ def test_each_result_lets_the_next_task_in_without_waiting_for_the_sweeper(setti
         ids = [submit("a.csv") for _ in range(3)]
         wait_for(lambda: all(finished(store, task_id) for task_id in ids))
         assert [store.get(task_id).status for task_id in ids] == [TaskStatus.DONE] * 3
+
+
+def test_confirmed_tasks_no_claim_took_leave_the_outbox_once_they_waited(settings, store):
+    """The executor marks what it published with its next claim; while it runs a long
+    task (or idles) it marks them on their own, before the sweeper would publish them."""
+    waited, fresh = uuid.uuid4().hex, uuid.uuid4().hex
+    store.redis.zadd(store.keys.outbox, {waited: time.time(), fresh: time.time()})
+    worker = Worker(settings, store, storages(settings))
+    now = time.monotonic()
+    worker._confirmed.extend([(waited, now - 5), (fresh, now)])
+    worker._mark_published(waited=1.0)
+    assert store.unpublished(older_than=-60) == [fresh]
+    worker._mark_published()
+    assert store.unpublished(older_than=-60) == []
 
 
 def test_an_unexpected_error_in_the_consume_loop_does_not_end_the_executor(settings, store, submit):
