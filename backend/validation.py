@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import re
 import reprlib
+import sys
 from pathlib import Path
 
 import jsonschema_rs
@@ -26,6 +27,7 @@ import yaml
 from flask import Request
 from openapi_core import OpenAPI
 from openapi_core.contrib.flask import FlaskOpenAPIRequest
+from openapi_core.deserializing.media_types.exceptions import MediaTypeDeserializeError
 from openapi_core.deserializing.styles.exceptions import EmptyQueryParameterValue
 from openapi_core.validation.request.validators import (
     V31RequestParametersValidator,
@@ -260,6 +262,8 @@ def describe(error: Exception) -> list[str]:
     """Sentences a client can act on, naming each field as the client sent it."""
     name = getattr(error, "name", None)  # a parameter's
     cause = error.__cause__
+    if isinstance(cause, MediaTypeDeserializeError):
+        return [_unreadable(cause)]
     schema_errors = getattr(cause, "schema_errors", None) or []
     if not schema_errors:
         if name and hasattr(cause, "type") and hasattr(cause, "value"):  # a CastError
@@ -275,6 +279,16 @@ def describe(error: Exception) -> list[str]:
         # The body's own problems (a field missing, others unknown) are each worth a word.
         sentences.setdefault(field or sentence, sentence)
     return list(sentences.values())
+
+
+def _unreadable(error: MediaTypeDeserializeError) -> str:
+    """A body our JSON reader took but openapi-core's did not: its message would quote
+    the whole body."""
+    reason = error.__cause__ or error.__context__
+    if isinstance(reason, ValueError) and "integer string conversion" in str(reason):
+        most = sys.get_int_max_str_digits()
+        return f"a number in the request body is too long: at most {most:,} digits"
+    return f"the request body is not valid JSON: {clip(str(reason or error))}"
 
 
 def _sentence(parameter: str | None, error) -> str:

@@ -1,14 +1,14 @@
 """Tiny tasks through the whole path, beside a bare pika loop as the ceiling, in one run.
 
-    python bench/throughput.py [--tasks 2000] [--clients 16]
+    python bench/throughput.py [--tasks 2000] [--clients 16] [--executors 2]
 
 Colsum: about `--tasks` tasks of a 3-row file are POSTed over HTTP by wrk (Debian package wrk;
 Python threads when it is missing, which cost more CPU) from `--clients` connections to a
-backend of 4 gunicorn workers with 2 executors; a task's latency is its record's
+backend of 4 gunicorn workers with `--executors` executors; a task's latency is its record's
 finished_at - created_at. The bare loop: one process publishes as many messages, each
 waiting for its confirm, to 2 consumer processes (prefetch 1, manual ack, one Redis HSET).
 Both on the same 2 cores as the client, which costs them alike. Then the executors alone:
-the tasks are POSTed first, and 2 executors started after empty the backlog.
+the tasks are POSTed first, and the executors started after empty the backlog.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from datetime import datetime
 import pika
 import redis
 import requests
-from stack import ROOT, cpu_seconds, stack
+from stack import ROOT, Stack, cpu_seconds, stack
 
 DATA = ROOT / "bench" / "data"
 
@@ -43,13 +43,15 @@ def server_pid(name: str) -> int | None:
     return int(found) if found.strip() else None
 
 
-def colsum(tasks: int, clients: int) -> tuple[float, list[float], float, dict[str, float]]:
+def colsum(
+    tasks: int, clients: int, executors: int
+) -> tuple[float, list[float], float, dict[str, float]]:
     """tasks/s, latencies, POSTs/s, and the CPU microseconds a task cost each part."""
     DATA.mkdir(parents=True, exist_ok=True)
     (DATA / "tiny.csv").write_text("a,b,c,d,e,f,g,h,i,j\n" + "1,2,3,4,5,6,7,8,9,10\n" * 3)
     with stack(DATA, WEB_CONCURRENCY="4") as running:
-        running.start_executor()
-        running.start_executor()
+        for _ in range(executors):
+            running.start_executor()
         running.wait_for_executors()
         parts = {
             "backend": [running.backend.pid],
@@ -60,7 +62,7 @@ def colsum(tasks: int, clients: int) -> tuple[float, list[float], float, dict[st
         parts = {name: [pid for pid in pids if pid] for name, pids in parts.items()}
         before = {name: sum(map(cpu_seconds, pids)) for name, pids in parts.items()}
         started = time.perf_counter()
-        post_all(running.api, tasks, clients)
+        post_all(running, tasks, clients)
         posting = time.perf_counter() - started
         while active(running.api):
             time.sleep(0.01)
@@ -76,13 +78,13 @@ def colsum(tasks: int, clients: int) -> tuple[float, list[float], float, dict[st
     return len(keys) / seconds, latencies, len(keys) / posting, cost
 
 
-def drain(tasks: int, clients: int) -> tuple[int, float, float]:
+def drain(tasks: int, clients: int, executors: int) -> tuple[int, float, float]:
     """The executors alone: a backlog of `tasks` tiny tasks is POSTed before they start,
-    then emptied by 2 of them. Its size, tasks/s, and their CPU microseconds a task."""
+    then emptied by them. Its size, tasks/s, and their CPU microseconds a task."""
     with stack(DATA, WEB_CONCURRENCY="4") as running:
-        post_all(running.api, tasks, clients, exactly=True)
-        running.start_executor()
-        running.start_executor()
+        post_all(running, tasks, clients, exactly=True)
+        for _ in range(executors):
+            running.start_executor()
         running.wait_for_executors()
         pids = [process.pid for process in running.executors]
         backlog = active(running.api)  # the few done while they registered are not counted
@@ -99,20 +101,25 @@ def active(api: str) -> int:
     return requests.get(f"{api}/tasks/active", timeout=10).json()["active"]
 
 
-def post_all(api: str, tasks: int, clients: int, exactly: bool = False) -> None:
-    """About `tasks` POSTs with wrk (it runs for a time), or `exactly` that many."""
+def post_all(running: Stack, tasks: int, clients: int, exactly: bool = False) -> None:
+    """About `tasks` POSTs with wrk (stopped once that many are recorded; a few more are
+    in flight then), or `exactly` that many."""
     if shutil.which("wrk") and not exactly:
-        # wrk runs for a time, not a count: long enough for about `tasks` at 800 POST/s.
-        seconds = max(1, round(tasks / 800))
         script = str(ROOT / "bench" / "post.lua")
-        command = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", script, f"{api}/tasks"]
-        subprocess.run(command, check=True, capture_output=True)
+        command = ["wrk", "-t2", f"-c{clients}", "-d600s", "-s", script, f"{running.api}/tasks"]
+        # Each thread stops after its half; wrk itself runs for its duration regardless.
+        wrk = subprocess.Popen([*command, "--", str(tasks // 2)], stdout=subprocess.DEVNULL)
+        store = redis.Redis.from_url(running.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        while int(store.get(f"{running.name}:sequence") or 0) < tasks and wrk.poll() is None:
+            time.sleep(0.005)
+        wrk.terminate()
+        wrk.wait()
         return
     session = requests.Session()
 
     def post(_: int) -> None:
         body = {"storage": "local", "path": "tiny.csv"}
-        session.post(f"{api}/tasks", json=body, timeout=30).raise_for_status()
+        session.post(f"{running.api}/tasks", json=body, timeout=30).raise_for_status()
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, range(tasks)))
@@ -176,19 +183,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--executors", type=int, default=2)
     parser.add_argument("--consume", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.consume:
         consume(args.consume[0])
         return
-    rate, latencies, posts, cost = colsum(args.tasks, args.clients)
-    backlog, drained, executor_cost = drain(args.tasks, args.clients)
+    rate, latencies, posts, cost = colsum(args.tasks, args.clients, args.executors)
+    backlog, drained, executor_cost = drain(args.tasks, args.clients, args.executors)
     rows = {
         "bare pika loop (confirms, prefetch 1, ack, 1 Redis write)": bare_loop(args.tasks),
         "Colsum via HTTP (POST -> done)": (rate, latencies),
     }
     lines = [
-        f"# Throughput: about {args.tasks} tiny tasks, 2 consumers/executors, one run",
+        f"# Throughput: about {args.tasks} tiny tasks, one run: 2 consumers, "
+        f"{args.executors} executors",
         "",
         "| path | tasks/s | p50 latency | p99 latency |",
         "| --- | --- | --- | --- |",

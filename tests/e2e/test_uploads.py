@@ -253,5 +253,7 @@ def test_a_broken_chunked_upload_is_400_not_500(settings, services, store):
     assert body == {
         "error": "the request's chunked encoding is broken: Invalid character in chunk size"
     }
-    assert left_behind(settings) == []
+    # The 400 comes from the parser, on the event loop, as the read in Flask's thread
+    # fails: the thread removes what it wrote a moment later.
+    wait_for(lambda: left_behind(settings) == [], timeout=5)
     assert no_task_created(store)

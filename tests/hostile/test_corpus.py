@@ -462,6 +462,21 @@ REQUEST_CASES = [
         (400,),
         "JSON",
     ),
+    RequestCase(
+        "number-past-the-int-text-limit-in-a-field",
+        post_raw(
+            b'{"storage":"local","path":"good.csv","header":' + b"9" * 60_000 + b"}",
+            "application/json",
+        ),
+        (400,),
+        "number",
+    ),
+    RequestCase(
+        "json-with-a-content-type-parameter-the-lane-leaves-to-flask",
+        post_raw(b'{"storage":"local","path":"../x.csv"}', "application/json; charset=latin-1"),
+        (400,),
+        "DATA_DIR",
+    ),
     RequestCase("custom-method", call("FOO", "/tasks"), (501,), "method is not one HTTP knows"),
     # What a client's task may read (issue 13): the corpus's client is `anonymous`.
     RequestCase(
