@@ -43,7 +43,7 @@ class FastLane:
     """WSGI middleware in front of the Flask app's own wsgi_app."""
 
     def __init__(self, app: Flask, inner: WSGIApp) -> None:
-        # after `python -m backend` set up its storage
+        # Imported here, once `python -m backend` has chosen the metrics' storage.
         from backend.metrics import REQUESTS, TASKS_CREATED
 
         self.inner = inner
@@ -59,7 +59,7 @@ class FastLane:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if environ["REQUEST_METHOD"] == "POST":
+        if environ["REQUEST_METHOD"] == "POST" and environ.get("PATH_INFO") == "/tasks":
             task = self.task_to_create(environ, _read_small(environ))
             if task is not None:
                 status, headers, body = self.create(task)
