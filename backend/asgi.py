@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
@@ -43,6 +43,7 @@ SLOW_READ = 0.1
 LANE_PAUSE = 10.0
 LANE_TIMEOUT = 1.0
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -81,20 +82,21 @@ class App:
             self.held -= 1
 
     def _fast_answer(self, scope: Scope) -> bytes | None:
-        """The fast lane's answer, read on the loop itself: a Redis round trip is far
-        cheaper than a hand-over to a thread, unless Redis hangs."""
+        return self._on_loop(lambda: self.lane.answer(_environ(scope)))
+
+    def _task_to_create(self, scope: Scope, body: Body) -> Task | None:
+        return self._on_loop(lambda: self.lane.task_to_create(_environ(scope), body.whole()))
+
+    def _on_loop(self, read: Callable[[], T | None]) -> T | None:
+        """What the fast lane reads (a task, a client's token) read on the loop itself: a
+        Redis round trip is far cheaper than a hand-over to a thread, unless Redis hangs."""
         started = time.monotonic()
         if started < self.lane_paused_until:
             return None
-        body = self.lane.answer(_environ(scope))
+        found = read()
         if time.monotonic() - started > SLOW_READ:
             self.lane_paused_until = time.monotonic() + LANE_PAUSE
-        return body
-
-    def _task_to_create(self, scope: Scope, body: Body) -> Task | None:
-        if time.monotonic() < self.lane_paused_until:
-            return None  # the client's token may be looked up in Redis
-        return self.lane.task_to_create(_environ(scope), body.whole())
+        return found
 
     async def _create(self, task: Task, send: Send) -> None:
         """The fast lane's POST: on a thread, as it may wait for RabbitMQ's confirm."""

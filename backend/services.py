@@ -29,7 +29,9 @@ class Services:
         return cls(
             settings=settings,
             store=task_store,
-            clients=ClientRegistry(task_store.redis, settings.redis_prefix),
+            clients=ClientRegistry(
+                task_store.redis, settings.redis_prefix, task_store.read_quickly
+            ),
         )
 
     @property

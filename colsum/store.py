@@ -846,6 +846,10 @@ class TaskStore:
         except redis.ConnectionError:
             return self._round_trip(commands)
 
+    def read_quickly(self, *commands: tuple[str | int | float, ...]) -> list[Any]:
+        """`_quickly` for other readers of this Redis: colsum/clients.py's token lookups."""
+        return self._quickly(*commands)
+
     def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """`script(keys, args)` the quick way (`_quickly`), for the scripts every task runs;
         loaded first if Redis does not know it (restarted empty, or SCRIPT FLUSH). Sent

@@ -193,3 +193,17 @@ def test_a_post_the_lane_does_not_take_reaches_flask_whole(app):
     assert start["status"] == 400
     answer = jsoncodec.loads(b"".join(part["body"] for part in body))
     assert answer == {"error": "the request body is not valid JSON"}
+
+
+def test_after_a_slow_post_decision_posts_go_to_flask_for_a_while(app, store, monkeypatch):
+    front = asgi.App(app)
+    decide = front.lane.task_to_create
+
+    def slow(environ, body):
+        time.sleep(asgi.SLOW_READ * 1.5)  # a client's token looked up in a Redis that hangs
+        return decide(environ, body)
+
+    monkeypatch.setattr(front.lane, "task_to_create", slow)
+    assert post(front, b'{"storage": "local", "path": "a.csv"}')[0]["status"] == 202
+    monkeypatch.setattr(front.lane, "task_to_create", lambda *_: pytest.fail("on the loop"))
+    assert post(front, b'{"storage": "local", "path": "a.csv"}')[0]["status"] == 202  # Flask

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from colsum.clients import ClientRegistry
 from colsum.errors import StoreUnavailable
 from colsum.store import Held, TaskStore
 from colsum.task import LocalSource, Task, TaskStatus
@@ -182,6 +183,21 @@ def test_a_thread_that_ends_gives_its_quick_connection_back(store):
     del thread
     gc.collect()
     assert len(pool._in_use_connections) == in_use - 1
+
+
+def test_a_hurried_threads_token_lookup_gives_up_on_a_redis_that_hangs(settings):
+    """The fast lane identifies a client's token on the event loop too."""
+    with socket.socket() as hanging:
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen()
+        url = f"redis://127.0.0.1:{hanging.getsockname()[1]}/0"
+        store = TaskStore.from_settings(dataclasses.replace(settings, redis_url=url))
+        clients = ClientRegistry(store.redis, "x:", store.read_quickly)
+        store.hurry(0.2)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            clients.client_of("cs_token")
+        assert time.monotonic() - started < 3
 
 
 def test_a_hurried_thread_gives_up_on_a_redis_that_hangs(settings):
