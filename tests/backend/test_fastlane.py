@@ -162,6 +162,8 @@ def test_with_rate_limits_every_request_goes_to_flask(app, client, store, monkey
     flask_unused(app, monkeypatch)
     with pytest.raises(AssertionError, match="Flask answered"):
         client.get(f"/tasks/{task.id}")
+    with pytest.raises(AssertionError, match="Flask answered"):
+        client.post("/tasks", json=TASK)
 
 
 def test_a_result_kept_as_stored_text_is_served_as_the_decoded_one_would_be(store):
