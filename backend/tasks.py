@@ -75,7 +75,7 @@ def create():
     # Early word, as for callback URLs; the executor asks again where the file really is.
     if refused := Scope.from_settings(services().settings).refusal(task_request.source, client):
         abort(400, refused)
-    return enqueue(Task.from_request(task_request, client))
+    return created(services(), Task.from_request(task_request, client))
 
 
 def upload(options: dict[str, object]):
@@ -103,7 +103,7 @@ def upload(options: dict[str, object]):
     except uploads.UploadRefused as error:
         return {"error": str(error)}, error.status
     try:
-        return enqueue(Task(id=task_id, source=source, client=client, **options))
+        return created(services(), Task(id=task_id, source=source, client=client, **options))
     except (BrokerUnavailable, StoreUnavailable, TooManyQueued):
         uploads.discard(source, settings, client)
         raise
@@ -136,10 +136,6 @@ def _query_options() -> dict[str, object]:
         if name in request.args:
             options[name] = request.args[name]
     return options
-
-
-def enqueue(task: Task):
-    return created(services(), task)
 
 
 def created(found: Services, task: Task) -> tuple[dict[str, object], int, dict[str, str]]:

@@ -38,7 +38,7 @@ class LocalStorage:
         # once each (a resolution costs a system call per part of the path, every task).
         self._real: dict[Path, str] = {}
 
-    def real(self, root: Path) -> str:
+    def _resolved(self, root: Path) -> str:
         if (found := self._real.get(root)) is None:
             found = self._real[root] = os.path.realpath(root)
         return found
@@ -64,7 +64,7 @@ class LocalStorage:
             own,
             self.scope.root_label(client),
             self._refusal(client),
-            self.real(own),
+            self._resolved(own),
         )
         file.check(path)
         file.pin(version)
@@ -74,7 +74,7 @@ class LocalStorage:
     def _refusal(self, client: str) -> Callable[[Path], str | None]:
         """Why the client may not read the file that really is at a path (resolved), if
         that is another client's upload."""
-        data_dir = self.real(self.root)
+        data_dir = self._resolved(self.root)
 
         def refusal(real: Path) -> str | None:
             below = _below(str(real), data_dir)
