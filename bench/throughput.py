@@ -1,6 +1,6 @@
 """Tiny tasks through the whole path, beside a bare pika loop as the ceiling, in one run.
 
-    python bench/throughput.py [--tasks 2000] [--clients 16] [--executors 2]
+    python bench/throughput.py [--tasks 2000] [--clients 16] [--executors 2] [--rounds 3]
 
 Colsum: about `--tasks` tasks of a 3-row file are POSTed over HTTP by wrk (Debian package wrk;
 Python threads when it is missing, which cost more CPU) from `--clients` connections to a
@@ -8,7 +8,8 @@ backend of 4 gunicorn workers with `--executors` executors; a task's latency is 
 finished_at - created_at. The bare loop: one process publishes as many messages, each
 waiting for its confirm, to 2 consumer processes (prefetch 1, manual ack, one Redis HSET).
 Both on the same 2 cores as the client, which costs them alike. Then the executors alone:
-the tasks are POSTed first, and the executors started after empty the backlog.
+the tasks are POSTed first, and the executors started after empty the backlog. The three
+run in turn, `--rounds` times; the table gives medians.
 """
 
 from __future__ import annotations
@@ -184,34 +185,55 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--executors", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--consume", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.consume:
         consume(args.consume[0])
         return
-    rate, latencies, posts, cost = colsum(args.tasks, args.clients, args.executors)
-    backlog, drained, executor_cost = drain(args.tasks, args.clients, args.executors)
+    bare: list[tuple[float, list[float]]] = []
+    ours: list[tuple[float, list[float], float, dict[str, float]]] = []
+    drains: list[tuple[int, float, float]] = []
+    for round_ in range(args.rounds):
+        bare.append(bare_loop(args.tasks))
+        ours.append(colsum(args.tasks, args.clients, args.executors))
+        drains.append(drain(args.tasks, args.clients, args.executors))
+        print(f"round {round_ + 1} of {args.rounds} done", flush=True)
+    bare_rate = statistics.median(rate for rate, _ in bare)
+    rate = statistics.median(run[0] for run in ours)
     rows = {
-        "bare pika loop (confirms, prefetch 1, ack, 1 Redis write)": bare_loop(args.tasks),
-        "Colsum via HTTP (POST -> done)": (rate, latencies),
+        "bare pika loop (confirms, prefetch 1, ack, 1 Redis write)": (
+            bare_rate,
+            [latency for _, latencies in bare for latency in latencies],
+        ),
+        "Colsum via HTTP (POST -> done)": (
+            rate,
+            [latency for run in ours for latency in run[1]],
+        ),
     }
+    cost = {name: statistics.median(run[3][name] for run in ours) for name in ours[0][3]}
     lines = [
-        f"# Throughput: about {args.tasks} tiny tasks, one run: 2 consumers, "
-        f"{args.executors} executors",
+        f"# Throughput: about {args.tasks} tiny tasks, {args.rounds} interleaved rounds, "
+        f"medians: 2 consumers, {args.executors} executors",
         "",
         "| path | tasks/s | p50 latency | p99 latency |",
         "| --- | --- | --- | --- |",
     ]
-    for path, (rate, latencies) in rows.items():
+    for path, (tasks_per_second, latencies) in rows.items():
         lines.append(
-            f"| {path} | {rate:.0f} | {statistics.median(latencies):.1f} ms "
+            f"| {path} | {tasks_per_second:.0f} | {statistics.median(latencies):.1f} ms "
             f"| {percentile(latencies, 0.99):.1f} ms |"
         )
     lines += [
         "",
-        f"The backend alone accepted {posts:.0f} POST /tasks a second meanwhile.",
-        f"The executors alone emptied a backlog of {backlog} of them at {drained:.0f} tasks/s,",
-        f"with {executor_cost:,.0f} us of their CPU a task (HTTP out of the measure).",
+        f"Colsum against the bare loop: {rate / bare_rate:.2f}x "
+        f"(rounds: {', '.join(f'{run[0]:.0f}' for run in ours)} tasks/s).",
+        f"The backend alone accepted {statistics.median(run[2] for run in ours):.0f} "
+        "POST /tasks a second meanwhile.",
+        f"The executors alone emptied a backlog of about {drains[0][0]} of them at "
+        f"{statistics.median(d[1] for d in drains):.0f} tasks/s,",
+        f"with {statistics.median(d[2] for d in drains):,.0f} us of their CPU a task "
+        "(HTTP out of the measure).",
         "",
         "CPU time a Colsum task cost, by part (from /proc; Redis's and RabbitMQ's count",
         "whatever else they served meanwhile):",
