@@ -141,6 +141,7 @@ class Worker(UvicornWorker):
         "lifespan": "off",
         "ws": "none",
         "proxy_headers": False,
+        "server_header": False,  # the software and its version are nobody's business
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -37,6 +37,12 @@ def backend(services) -> str:
     return services.backend(WEB_CONCURRENCY="1")
 
 
+@pytest.mark.parametrize("route", ["/healthz", f"/tasks/{UNKNOWN}", "/executors"])
+def test_answers_do_not_name_the_server_software(backend, route):
+    """Neither the fast lane, nor Flask's answers behind it."""
+    assert "server" not in requests.get(f"{backend}{route}", timeout=10).headers
+
+
 @pytest.mark.slow
 def test_a_stalled_json_body_is_answered_400_not_held(backend, services):
     stalled = (
