@@ -37,7 +37,7 @@ class Shape:
     what: str
     queue: str = "quorum"
     wait_for_confirms: bool = True
-    window: int = 1  # messages in the loop, per consumer
+    window: int = 1  # messages in the loop, per consumer process
     prefetch: int = 1
     consumers: int = 1  # per --consumers
 
@@ -102,7 +102,7 @@ def run(shape: Shape, messages: int, work_us: int, consumers: int) -> float:
     try:
         time.sleep(1.0)  # the consumers connect
         started = time.perf_counter()
-        for _ in range(consumers * shape.window):
+        for _ in range(count * shape.window):
             channel.basic_publish("", queue, b"task", pika.BasicProperties(delivery_mode=2))
         while int(done.get(f"{queue}:done") or 0) < messages:
             time.sleep(0.005)
