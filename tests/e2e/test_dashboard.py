@@ -71,6 +71,25 @@ def task_row(task_status: str):
     return find
 
 
+def in_done_row(browser: webdriver.Chrome, read):
+    """read(row) of the first done task's row, once it is truthy; the row is looked up again
+    whenever a refresh replaced it under `read`."""
+
+    def check(driver):
+        row = task_row("done")(driver)
+        return row is not None and read(row)
+
+    return wait(browser, check)
+
+
+def cells_of(row) -> list[str]:
+    return [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+
+
+def open_sums(browser: webdriver.Chrome) -> None:
+    in_done_row(browser, lambda row: row.find_element(By.TAG_NAME, "summary").click() or True)
+
+
 def submit(browser: webdriver.Chrome, source: str) -> str:
     form = browser.find_element(By.ID, "submit")
     form.find_element(By.NAME, "source").send_keys(source)
@@ -97,13 +116,12 @@ def test_a_submitted_task_shows_up_and_reaches_done(browser, api):
     answer = submit(browser, "sample.csv")
 
     assert answer.startswith("Task ") and answer.endswith(" is queued."), answer
-    row = wait(browser, task_row("done"))
-    cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+    cells = in_done_row(browser, cells_of)
     assert cells[1:3] == ["sample.csv", "done"]
     assert cells[3] == "100%"
     assert cells[4] == "500"
     assert browser.find_element(By.ID, "active").text == "0"
-    row.find_element(By.TAG_NAME, "summary").click()
+    open_sums(browser)
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
 
@@ -111,7 +129,7 @@ def test_a_submitted_task_shows_up_and_reaches_done(browser, api):
 def test_the_sums_stay_open_across_refreshes(browser, api):
     browser.get(api)
     submit(browser, "sample.csv")
-    wait(browser, task_row("done")).find_element(By.TAG_NAME, "summary").click()
+    open_sums(browser)
 
     time.sleep(2.5)  # two refreshes of the live part
 
@@ -148,6 +166,5 @@ def test_an_uploaded_file_is_summed(browser, api):
     Select(form.find_element(By.NAME, "header")).select_by_visible_text("yes")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
-    row = wait(browser, task_row("done"))
-
-    assert row.find_element(By.CSS_SELECTOR, ".source").text.startswith("uploads/")
+    source = in_done_row(browser, lambda row: row.find_element(By.CSS_SELECTOR, ".source").text)
+    assert source.startswith("uploads/")

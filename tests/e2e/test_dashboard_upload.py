@@ -7,7 +7,7 @@ import requests
 from selenium.webdriver.common.by import By
 
 # The browser (one per module) and the stack, as the dashboard's own tests have them.
-from tests.e2e.test_dashboard import SAMPLE, api, browser, task_row, wait  # noqa: F401
+from tests.e2e.test_dashboard import SAMPLE, api, browser, in_done_row  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ def test_an_upload_from_the_form_keeps_the_name_of_the_file(browser, api):  # no
     form.find_element(By.NAME, "file").send_keys(str(SAMPLE))
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
-    row = wait(browser, task_row("done"))
+    task_id = in_done_row(browser, lambda row: row.get_attribute("data-task"))
 
-    task = requests.get(f"{api}/tasks/{row.get_attribute('data-task')}", timeout=10).json()
+    task = requests.get(f"{api}/tasks/{task_id}", timeout=10).json()
     assert task["source"]["filename"] == "sample.csv"
