@@ -1,4 +1,4 @@
-"""Tiny tasks through the whole path, beside a bare pika loop as the ceiling, in one run.
+"""Tiny tasks through the whole path, beside a bare pika loop as the peer, in one run.
 
     python bench/throughput.py [--tasks 2000] [--clients 16] [--executors 2] [--rounds 3]
 

@@ -7,9 +7,10 @@ tasks wait in Redis instead, in one backlog per client:
 - `backlog:<client>` holds the client's queued tasks, its `high` ones first, then `normal`,
   then `low`, each in the order they came.
 - `backlogs` holds the clients with a non-empty backlog, scored by their virtual time.
-- A task leaves its backlog (it is *dispatched*: put in the outbox, then published) only
-  while fewer than W tasks are dispatched or running, W being one per live executor
-  (`DISPATCH_WINDOW` overrides it): the queue never holds more than the executors can take.
+- A task leaves its backlog (it is *dispatched*: put in the outbox, then published, or
+  claimed at once by the executor whose task just ended) only while fewer than W tasks are
+  dispatched or running, W being one per live executor (`DISPATCH_WINDOW` overrides it):
+  the queue never holds more than the executors can take.
 - The task dispatched is the head of the backlog of the client with the smallest virtual
   time: start-time fair queuing. Each client's virtual time advances by the task's cost (its
   bytes) over the client's weight; a client coming back after a pause starts at the global
@@ -21,8 +22,8 @@ A client alone gets the whole pool; two clients of equal weight get half each; p
 reorder a client's own backlog, never its share. Dispatching is one Lua function, run in
 the scripts that create a task and record its result, and on its own after any other end
 of a task, when an executor starts or idles, and by the sweeper, so that no task waits on
-an event that was lost. A dispatcher that dies between
-the script and the publish leaves the task in the outbox, which the sweeper publishes.
+an event that was lost. A dispatcher that dies between the script and the publish (or the
+claim) leaves the task in the outbox, which the sweeper publishes.
 """
 
 from __future__ import annotations

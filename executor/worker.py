@@ -1,8 +1,9 @@
 """The executor's life: connect, consume, process, write the result, ack; stop on SIGTERM.
 
-After each ack (and when it starts or idles) the executor publishes what the fair queue
-lets into the queue in its place (colsum/fair_queue.py): the queue holds about one task
-per executor, and the clients' backlogs in Redis hold the rest.
+The queue holds about one task per executor, and the clients' backlogs in Redis hold the
+rest (colsum/fair_queue.py). The task the fair queue lets in when one ends is run by the
+executor whose task made room for it, without a trip through RabbitMQ (`_run_dispatched`);
+it publishes what it does not run itself, and when it starts or idles.
 
 Stopping follows rq: the first SIGTERM (or Ctrl-C) is a warm stop - take no new task and
 finish the one in hand within `stop_grace` seconds; the second is a cold stop. Either way a
@@ -75,6 +76,9 @@ ANSWER_INTERVAL = 0.5
 # Seconds a confirmed task may wait for a claim to take it out of the outbox (it waits
 # OUTBOX_GRACE, 30 s by default, before the sweeper would publish it again).
 MARK_PUBLISHED_AFTER = 1.0
+# Seconds after a message's delivery during which its executor runs the tasks dispatched in
+# its place itself (Worker._run_dispatched).
+CHAIN_SECONDS = 2.0
 
 
 class Outcome(enum.Enum):
@@ -237,6 +241,7 @@ class Worker:
                     self._dispatch(returns)
                     self._mark_published()
                     continue
+                delivered = time.monotonic()
                 task_id, attempt = self._decode(body, properties)
                 if task_id is None:
                     channel.basic_ack(method.delivery_tag)
@@ -247,9 +252,13 @@ class Worker:
                     else self._handle(task_id, attempt, connection)
                 )
                 if outcome is Outcome.ACK:
-                    channel.basic_ack(method.delivery_tag)
-                    self._dispatch(returns)  # the task's place is free for the next
-                    continue
+                    # The task's place is free for the next: run it here, still holding
+                    # this message (see _run_dispatched).
+                    task_id, outcome = self._run_dispatched(connection, returns, delivered)
+                    if outcome is Outcome.ACK:
+                        channel.basic_ack(method.delivery_tag)
+                        continue
+                    attempt = 1
                 self._hand_back(channel, returns, method.delivery_tag, task_id, attempt)
                 if outcome is Outcome.HAND_BACK_REDIS_DOWN:
                     raise StoreUnavailable("Redis is unavailable; stopped consuming")
@@ -275,17 +284,52 @@ class Worker:
         confirm before the original is acked, starts from 0 and carries the deliveries so
         far in a header for the record's `attempt`; only an executor that dies holding a
         task counts against it. The consumer is cancelled before the ack: with prefetch 1
-        nothing else is on its way to this executor, so nothing else is returned.
+        nothing else is on its way to this executor, so nothing else is returned. (For a
+        task taken from a backlog, the message acked is the one kept meanwhile.)
         """
         broker.publish(returns, self.topology, task_id, earlier_deliveries=attempt)
         channel.cancel()
         channel.basic_ack(delivery_tag)
         log.info("task %s: handed back to the queue", task_id)
 
+    def _run_dispatched(
+        self, connection: pika.BlockingConnection, returns: BlockingChannel, delivered: float
+    ) -> tuple[str, Outcome]:
+        """Run, one after another, the tasks the fair queue dispatches in the place of the
+        one just finished, without a trip through RabbitMQ; return the last one run and its
+        outcome.
+
+        The finished task's message stays unacked meanwhile: with prefetch 1, RabbitMQ
+        gives this busy executor nothing more. A task taken so is claimed like any other;
+        should the executor die running it, its lease lapses and the sweeper publishes it
+        again; dispatched but not claimed, it waits in the outbox. Only for CHAIN_SECONDS
+        after the message was delivered: past that, the dispatched tasks are published
+        and the message acked, so that it is never held long beyond the task it carried.
+        """
+        task_id, outcome = "", Outcome.ACK
+        while not self.stopping and time.monotonic() - delivered < CHAIN_SECONDS:
+            dispatched = self._dispatched()
+            if not dispatched:
+                return task_id, outcome
+            task_id = dispatched[0]
+            self._publish(returns, dispatched[1:])
+            outcome = self._handle(task_id, 1, connection)
+            if outcome is not Outcome.ACK:
+                return task_id, outcome
+        self._dispatch(returns)
+        return task_id, outcome
+
+    def _dispatched(self) -> list[str]:
+        """What the last task's result dispatched already, or what the fair queue lets
+        into the queue now (colsum/fair_queue.py)."""
+        ready, self._ready = self._ready, None
+        return self.store.dispatch() if ready is None else ready
+
     def _dispatch(self, returns: BlockingChannel) -> None:
-        """Publish what the fair queue lets into the queue now (colsum/fair_queue.py), or
-        what the last task's result dispatched already. A task RabbitMQ refuses stays in
-        the outbox, for the sweeper."""
+        self._publish(returns, self._dispatched())
+
+    def _publish(self, returns: BlockingChannel, dispatched: list[str]) -> None:
+        """A task RabbitMQ refuses stays in the outbox, for the sweeper."""
 
         def publish(task_id: str) -> None:
             broker.publish(returns, self.topology, task_id)
@@ -293,9 +337,7 @@ class Worker:
         def confirmed(task_id: str) -> None:
             self._confirmed.append((task_id, time.monotonic()))
 
-        ready, self._ready = self._ready, None
         try:
-            dispatched = self.store.dispatch() if ready is None else ready
             fair_queue.publish_all(dispatched, publish, confirmed)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
             log.warning("RabbitMQ refused a dispatched task (%r); the sweeper retries", error)

@@ -44,6 +44,29 @@ def test_a_task_whose_executor_dies_is_taken_over_and_finished_once(
     assert (done.executor, done.attempt) == (second.executor, 2)
 
 
+def test_a_task_an_executor_took_from_the_backlog_is_taken_over_when_it_dies(
+    settings, services, store, submit
+):
+    """No message carried it (see Worker._run_dispatched): the sweeper publishes it again
+    once its lease lapsed."""
+    release = threading.Event()
+    slow = slow_source(release=release)
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    first, task_id = submit("a.csv"), submit(slow.s3())  # the window is 1: one in the backlog
+    env = {**slow.env, "LEASE": "2", "SWEEP_INTERVAL": "0.5"}
+    services.executor(**env)
+    taken = wait_for(lambda: running_on(store, task_id, attempt=1))
+    holder(services, taken).process.send_signal(signal.SIGKILL)
+    services.executor(**env)
+
+    again = wait_for(lambda: (t := store.get(task_id)).executor != taken.executor and t, timeout=20)
+    release.set()
+    done = wait_for(lambda: finished(store, task_id))
+    assert (done.status, done.executor) == (TaskStatus.DONE, again.executor)
+    assert done.result == {"rows": 1, "columns": [{"column": 10, "name": "c10", "sum": 10}]}
+    assert store.get(first).status is TaskStatus.DONE
+
+
 @pytest.mark.settings(delivery_limit=1)
 def test_a_task_that_keeps_killing_its_executor_fails_after_the_delivery_limit(
     settings, services, store, submit

@@ -16,6 +16,7 @@ from colsum import broker
 from colsum import store as task_store
 from colsum.errors import SourceChanged
 from colsum.task import LocalSource, Task, TaskStatus, instant
+from executor import worker as worker_module
 from executor.storage import storages
 from executor.worker import Runner, Worker
 from tests.conftest import HEADER, ROW, finished, slow_source, wait_for
@@ -261,12 +262,85 @@ def test_a_task_that_raises_while_its_result_is_recorded_fails_and_the_executor_
 
 def test_each_result_lets_the_next_task_in_without_waiting_for_the_sweeper(settings, store, submit):
     """The next task is dispatched by the script that records a result (one executor: one
-    task in the queue at a time), and published by the executor after its ack."""
+    task in the queue at a time), and run by the executor that recorded it."""
     (settings.data_dir / "a.csv").write_text(HEADER + ROW)
     with worker_thread(settings, store):
         ids = [submit("a.csv") for _ in range(3)]
         wait_for(lambda: all(finished(store, task_id) for task_id in ids))
         assert [store.get(task_id).status for task_id in ids] == [TaskStatus.DONE] * 3
+
+
+@contextlib.contextmanager
+def published_messages(settings, channel):
+    """The ids of the tasks published to the test's exchange meanwhile, from a queue of
+    the test's own bound beside the executors' one."""
+    spy = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(spy, settings.amqp_exchange, routing_key=broker.ROUTING_KEY)
+    seen: list[str] = []
+    yield seen
+    while (message := channel.basic_get(spy, auto_ack=True))[0] is not None:
+        seen.append(broker.decode(message[2]))
+
+
+def test_the_tasks_a_result_lets_in_run_on_its_executor_without_a_trip_through_rabbitmq(
+    settings, store, submit, channel
+):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    with published_messages(settings, channel) as seen:
+        ids = [submit("a.csv") for _ in range(3)]  # the window is 1: two wait in the backlog
+        with worker_thread(settings, store):
+            wait_for(lambda: all(finished(store, task_id) for task_id in ids))
+    assert [store.get(task_id).status for task_id in ids] == [TaskStatus.DONE] * 3
+    assert seen == ids[:1]
+
+
+def test_past_chain_seconds_after_its_delivery_the_next_task_goes_through_rabbitmq(
+    settings, store, submit, channel, monkeypatch
+):
+    monkeypatch.setattr(worker_module, "CHAIN_SECONDS", 0.0)
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    with published_messages(settings, channel) as seen:
+        ids = [submit("a.csv") for _ in range(3)]
+        with worker_thread(settings, store):
+            wait_for(lambda: all(finished(store, task_id) for task_id in ids))
+    assert seen == ids
+
+
+def test_while_it_runs_a_task_from_the_backlog_its_executor_is_sent_no_other_message(
+    settings, store, submit, channel, publisher
+):
+    """It keeps its last message unacked: RabbitMQ leaves a new one for a free executor."""
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    storage = GatedStorage(settings)
+    first, gated = submit("a.csv"), submit("gated.csv")
+    with worker_thread(settings, store, {"local": storage}):
+        wait_for(lambda: store.get(gated).status is TaskStatus.RUNNING)
+        publisher.publish(first)  # any message: a duplicate of a finished task
+        time.sleep(0.5)
+        queue = channel.queue_declare(settings.amqp_queue, passive=True).method
+        assert queue.message_count == 1
+        storage.release.set()
+        wait_for(lambda: finished(store, gated))
+    assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 0
+
+
+@pytest.mark.settings(stop_grace=1)
+def test_a_task_from_the_backlog_not_finished_within_the_grace_goes_back_to_the_queue(
+    settings, store, submit, channel
+):
+    (settings.data_dir / "a.csv").write_text(HEADER + ROW)
+    storage = GatedStorage(settings)
+    first, gated = submit("a.csv"), submit("gated.csv")
+    with worker_thread(settings, store, {"local": storage}) as (worker, thread):
+        wait_for(lambda: store.get(gated).status is TaskStatus.RUNNING)
+        worker.stop()
+        thread.join(10)
+    storage.release.set()
+    assert store.get(first).status is TaskStatus.DONE
+    _, properties, body = channel.basic_get(settings.amqp_queue, auto_ack=True)
+    assert broker.decode(body) == gated
+    assert broker.delivery_count(properties) == 1
+    assert channel.queue_declare(settings.amqp_queue, passive=True).method.message_count == 0
 
 
 def test_confirmed_tasks_no_claim_took_leave_the_outbox_once_they_waited(settings, store):
