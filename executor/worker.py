@@ -258,7 +258,7 @@ class Worker:
                     if outcome is Outcome.ACK:
                         channel.basic_ack(method.delivery_tag)
                         continue
-                    attempt = 1
+                    attempt = 1  # the task handed back came from a backlog: its first try
                 self._hand_back(channel, returns, method.delivery_tag, task_id, attempt)
                 if outcome is Outcome.HAND_BACK_REDIS_DOWN:
                     raise StoreUnavailable("Redis is unavailable; stopped consuming")
