@@ -215,8 +215,10 @@ def active_counts(found: Services, client: str, admin: bool) -> dict[str, object
     the counts of every task."""
     if not found.settings.admin_token:
         return found.store.counts()
-    own = found.store.counts(client=client)
-    return {**own, "all": found.store.counts()} if admin else own
+    if not admin:
+        return found.store.counts(client=client)
+    own, everyone = found.store.counts_of(client, None)
+    return {**own, "all": everyone}
 
 
 @blueprint.get("/<task_id:task_id>")

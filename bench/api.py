@@ -3,8 +3,10 @@
     python bench/api.py [--rounds 3] [--seconds 10] [--connections 32]
 
 wrk (Debian package wrk) runs -t2 -c`--connections` for `--seconds` against: Colsum's
-GET /tasks/<id> of a done task, GET /tasks/active, and the bare Flask + gunicorn app of
-bench/bare_flask.py answering the same record with one HGETALL (same workers and threads).
+GET /tasks/<id> of a done task, with the admin's token (no lookup, as in open mode) and
+with its client's (looked up in Redis on every request), GET /tasks/active, and the bare
+Flask + gunicorn app of bench/bare_flask.py answering the same record with one HGETALL
+(same workers and threads).
 The rounds are interleaved; prints medians of rps, p50, p99 and the server's CPU time a
 request (its master and workers, from /proc: what other load on a shared machine moves
 least), the ratios to the anchor, and saves them to bench/api.md.
@@ -28,14 +30,19 @@ from colsum.settings import Settings
 
 DATA = ROOT / "bench" / "data"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+ADMIN_TOKEN = "bench-admin-token"
+BARE = "bare Flask GET /tasks/<id> (HGETALL)"
 
 
-def wrk(url: str, seconds: int, connections: int, server: int) -> dict[str, float]:
+def wrk(
+    url: str, seconds: int, connections: int, server: int, token: str | None = None
+) -> dict[str, float]:
     """rps, p50 and p99 in milliseconds, and the server's CPU microseconds per request:
     the cost of a request, which other load on the machine moves far less than rps."""
     before = cpu_seconds(server)
+    auth = ["-H", f"Authorization: Bearer {token}"] if token else []
     output = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *auth, url],
         check=True,
         capture_output=True,
         text=True,
@@ -96,28 +103,35 @@ def main() -> None:
     (DATA / "api.csv").write_text("a,b,c,d,e,f,g,h,i,j\n" + "1,2,3,4,5,6,7,8,9,10\n" * 3)
     settings = Settings.from_env()
     results: dict[str, list[dict[str, float]]] = {}
-    with stack(DATA) as running:
+    with stack(DATA, ADMIN_TOKEN=ADMIN_TOKEN) as running:
+        token = requests.post(
+            f"{running.api}/clients",
+            json={"name": "bench"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        ).json()["token"]
         running.start_executor()
-        _, task = running.post_to_done({"storage": "local", "path": "api.csv"})
+        _, task = running.post_to_done({"storage": "local", "path": "api.csv"}, token)
         running.stop_executors()  # idle executors still beat: nothing else on the cores
         bare, bare_url = bare_app(running.env["REDIS_PREFIX"], settings)
-        colsum = running.backend.pid
+        colsum, record = running.backend.pid, f"{running.api}/tasks/{task['id']}"
         targets = {
-            "Colsum GET /tasks/<id>": (f"{running.api}/tasks/{task['id']}", colsum),
-            "Colsum GET /tasks/active": (f"{running.api}/tasks/active", colsum),
-            "bare Flask GET /tasks/<id> (HGETALL)": (f"{bare_url}/tasks/{task['id']}", bare.pid),
+            "Colsum GET /tasks/<id>": (record, colsum, ADMIN_TOKEN),
+            "Colsum GET /tasks/<id>, a client's token": (record, colsum, token),
+            "Colsum GET /tasks/active": (f"{running.api}/tasks/active", colsum, ADMIN_TOKEN),
+            BARE: (f"{bare_url}/tasks/{task['id']}", bare.pid, None),
         }
         try:
             for round_ in range(args.rounds):
-                for name, (url, server) in targets.items():
-                    run = wrk(url, args.seconds, args.connections, server)
+                for name, (url, server, bearer) in targets.items():
+                    run = wrk(url, args.seconds, args.connections, server, bearer)
                     results.setdefault(name, []).append(run)
                 print(f"round {round_ + 1} of {args.rounds} done", flush=True)
         finally:
             bare.terminate()
             bare.wait()
 
-    bare_runs = results["bare Flask GET /tasks/<id> (HGETALL)"]
+    bare_runs = results[BARE]
     anchor = statistics.median(r["rps"] for r in bare_runs)
     anchor_cpu = statistics.median(r["cpu"] for r in bare_runs)
     lines = [

@@ -116,14 +116,15 @@ class Stack:
             time.sleep(0.1)
         raise SystemExit("the backend did not start")
 
-    def post_to_done(self, source: dict) -> tuple[float, dict]:
+    def post_to_done(self, source: dict, token: str | None = None) -> tuple[float, dict]:
         """Seconds from POST /tasks to status done, and the final record."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         started = time.perf_counter()
-        response = requests.post(f"{self.api}/tasks", json=source, timeout=10)
+        response = requests.post(f"{self.api}/tasks", json=source, headers=headers, timeout=10)
         response.raise_for_status()
         while True:  # a long poll: polling would take CPU from the executor
             url = f"{self.api}{response.headers['Location']}?wait=30"
-            task = requests.get(url, timeout=40).json()
+            task = requests.get(url, headers=headers, timeout=40).json()
             if task["status"] == "done":
                 return time.perf_counter() - started, task
             if task["status"] == "failed":

@@ -90,6 +90,13 @@ def test_an_unknown_token_names_nobody(registry):
     assert registry.client_of("cs_not-a-token") is None
 
 
+def test_a_token_key_its_client_no_longer_lists_names_nobody(registry, settings):
+    token = registry.create("acme")
+    hashed = hashlib.sha256(token.encode()).hexdigest()
+    registry.redis.srem(f"{settings.redis_prefix}client:acme:tokens", hashed)  # by hand
+    assert registry.client_of(token) is None
+
+
 # The routes
 
 
