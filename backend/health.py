@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
 
-from backend import auth
+from backend import auth, validation
 from backend.services import services
 from colsum.errors import BrokerUnavailable, StoreUnavailable
 from colsum.store import EXECUTOR_TTL
@@ -39,6 +39,7 @@ def readyz():
 
 @blueprint.get("/executors")
 def executors():
+    validation.check(request)
     return {"executors": visible_executors()}
 
 

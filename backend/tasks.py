@@ -207,6 +207,7 @@ def _listed_client() -> str | None:
 
 @blueprint.get("/active")
 def active():
+    validation.check(request)
     return active_counts(services(), auth.current_client(), auth.is_admin())
 
 

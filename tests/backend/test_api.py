@@ -469,6 +469,8 @@ def test_every_missing_field_is_named(client):
             f"/tasks/{UNKNOWN}?force=1",
             "unknown query parameter 'force': DELETE /tasks/{task_id} takes none",
         ),
+        ("GET", "/tasks/active?wiat=30", "unknown query parameter 'wiat': GET /tasks/active"),
+        ("GET", "/executors?all=1", "unknown query parameter 'all': GET /executors takes none"),
     ],
 )
 def test_an_unknown_query_parameter_is_400_naming_it(client, method, path, message):

@@ -109,7 +109,7 @@ def test_the_fast_lane_answers_without_flask(app, client, store, monkeypatch):
         (f"/tasks/{NOBODY}", 404),
         (f"/tasks/{NOBODY}?wait=0", 404),
         (f"/tasks/{NOBODY}?wiat=1", 400),
-        ("/tasks/active?x=1", 200),
+        ("/tasks/active?x=1", 400),
     ],
 )
 def test_what_is_not_a_plain_read_of_a_task_goes_to_flask(app, client, path, status):
