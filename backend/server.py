@@ -10,6 +10,7 @@ to 14,000 at 5-10 ms. uvicorn puts no bound on a request's head, though: `Protoc
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from typing import Any, ClassVar
@@ -131,6 +132,12 @@ class Protocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def _closed_already(record: logging.LogRecord) -> bool:
+    """False for gunicorn's "Error while closing socket [Errno 9]" at every stop: uvloop
+    closed the listening socket already (gunicorn#1877). Harmless, it reads as a failure."""
+    return not (record.msg == "Error while closing socket %s" and "[Errno 9]" in str(record.args))
+
+
 class Worker(UvicornWorker):
     """uvicorn's worker for gunicorn; its access log is gunicorn's (ACCESS_LOG). The
     client's address is the peer's, as under gthread: X-Forwarded-For is not believed."""
@@ -147,6 +154,7 @@ class Worker(UvicornWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config.timeout_notify = 1.0  # callback_notify each second, as gthread's loop
+        self.log.error_log.addFilter(_closed_already)
 
     async def callback_notify(self) -> None:
         """gunicorn's own workers leave once their master is gone (killed, say); uvicorn's

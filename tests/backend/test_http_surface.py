@@ -44,6 +44,13 @@ def test_answers_do_not_name_the_server_software(backend, route):
 
 
 @pytest.mark.slow
+def test_a_stopped_backend_logs_no_error_about_its_sockets(backend, services):
+    services.started[0].stop()
+    log = services.started[0].log
+    assert "Shutting down" in log
+    assert "Error while closing socket" not in log
+
+
 def test_a_stalled_json_body_is_answered_400_not_held(backend, services):
     stalled = (
         b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
